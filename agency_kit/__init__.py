@@ -1,0 +1,1 @@
+"""agency-kit: what each agency runs.  Installs and runs without Splink."""

@@ -1,0 +1,1 @@
+"""linkage-hub: ingest, link (Splink), rules, results, report.  The only place that imports Splink."""

@@ -1,0 +1,306 @@
+"""The linkage schema: what every agency encodes, and how.
+
+``load_schema(path)`` validates the document on load (JSON Schema, every
+problem with its JSON path), then on meaning (cross-field references), and
+returns a frozen :class:`LinkageSchema`.  ``schema.fingerprint`` is the
+sha256 over the canonical schema plus the normaliser, encoding, pinyin-table
+and traditional-table versions: two parties whose fingerprints differ must
+not be linked.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .documents import canonical_json, read_json, validate_document
+from .errors import ConfigError, Problem
+from .versions import component_versions
+
+BUILTIN_SCHEMAS = ("judicial-assistance", "febrl")
+
+
+@dataclass(frozen=True)
+class Salt:
+    field: str
+    on_missing: str = "null"  # "null" | "unsalted"
+
+
+@dataclass(frozen=True)
+class Hardening:
+    balance: bool = False
+    xor_fold: int = 0
+    salt: Salt | None = None
+    blip_epsilon: float | None = None
+    permute: bool = False
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any] | None) -> Hardening:
+        doc = doc or {}
+        salt = doc.get("salt")
+        return cls(
+            balance=bool(doc.get("balance", False)),
+            xor_fold=int(doc.get("xor_fold", 0)),
+            salt=Salt(salt["field"], salt.get("on_missing", "null")) if salt else None,
+            blip_epsilon=float(doc["blip"]["epsilon"]) if doc.get("blip") else None,
+            permute=bool(doc.get("permute", False)),
+        )
+
+    def output_length(self, length: int) -> int:
+        """Filter length after balancing (doubles) and XOR-folding (halves each)."""
+        out = length * 2 if self.balance else length
+        return out >> self.xor_fold
+
+
+@dataclass(frozen=True)
+class Tokeniser:
+    kind: str  # char_ngrams | pinyin_ngrams | digit_ngrams | exact
+    n: int = 2
+    padded: bool = True
+
+
+@dataclass(frozen=True)
+class FilterSpec:
+    length: int
+    bits_per_token: int | None = None
+    bits_per_feature: int | None = None
+    hardening: Hardening = field(default_factory=Hardening)
+
+    @property
+    def output_length(self) -> int:
+        return self.hardening.output_length(self.length)
+
+
+@dataclass(frozen=True)
+class ClkContribution:
+    bits_per_token: int | None = None
+    bits_per_feature: int | None = None
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    normaliser: str
+    tokeniser: Tokeniser
+    filter: FilterSpec | None = None
+    clk: ClkContribution | None = None
+    exact_hash: bool = False
+    frequency_adjust: bool = False
+    derive_from: str | None = None
+    derive_via: str | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class BlockingKey:
+    name: str
+    fields: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AttributeSpec:
+    name: str
+    type: str
+    enum: tuple[Any, ...] | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+
+
+@dataclass(frozen=True)
+class DatasetKind:
+    name: str
+    attributes: dict[str, AttributeSpec]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class LinkageSchema:
+    id: str
+    version: int
+    fields: tuple[FieldSpec, ...]
+    clk_length: int
+    clk_hardening: Hardening
+    blocking_keys: tuple[BlockingKey, ...]
+    datasets: dict[str, DatasetKind]
+    document: dict[str, Any] = field(repr=False, compare=False)
+    fingerprint: str = ""
+    description: str = ""
+
+    def field(self, name: str) -> FieldSpec:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+    @property
+    def filter_fields(self) -> tuple[FieldSpec, ...]:
+        return tuple(f for f in self.fields if f.filter is not None)
+
+    @property
+    def exact_fields(self) -> tuple[FieldSpec, ...]:
+        return tuple(f for f in self.fields if f.exact_hash)
+
+    @property
+    def clk_output_length(self) -> int:
+        return self.clk_hardening.output_length(self.clk_length)
+
+    def fingerprint_inputs(self) -> dict[str, Any]:
+        """What the fingerprint is computed over (no secrets, no descriptions)."""
+        return {"schema": _strip_descriptions(self.document), "components": component_versions()}
+
+
+def _strip_descriptions(doc: Any) -> Any:
+    if isinstance(doc, dict):
+        return {k: _strip_descriptions(v) for k, v in doc.items() if k != "description"}
+    if isinstance(doc, list):
+        return [_strip_descriptions(v) for v in doc]
+    return doc
+
+
+def compute_fingerprint(doc: dict[str, Any]) -> str:
+    """sha256 (hex) over the canonical schema and the component versions."""
+    payload = {"schema": _strip_descriptions(doc), "components": component_versions()}
+    return hashlib.sha256(b"aidlink-schema-fingerprint-v1\x00" + canonical_json(payload)).hexdigest()
+
+
+_DERIVE_INPUT = {  # via -> normaliser the source field must have
+    "pinyin": {"chinese_name"},
+    "birth_date": {"id_number"},
+    "sex": {"id_number"},
+    "region_code": {"id_number"},
+    "birth_year": {"id_number"},
+    "year": {"date"},
+}
+
+
+def _meaning_problems(doc: dict[str, Any]) -> list[Problem]:
+    """Cross-field checks the JSON Schema cannot express."""
+    problems: list[Problem] = []
+    fields = doc["fields"]
+    by_name: dict[str, tuple[int, dict[str, Any]]] = {}
+    for i, f in enumerate(fields):
+        if f["name"] in by_name:
+            problems.append(Problem(f"$.fields[{i}].name", "duplicate field name"))
+        else:
+            by_name[f["name"]] = (i, f)
+    for i, f in enumerate(fields):
+        here = f"$.fields[{i}]"
+        d = f.get("derive")
+        if d:
+            src = by_name.get(d["from"])
+            if src is None:
+                problems.append(Problem(f"{here}.derive.from", "names no field of this schema"))
+            elif src[0] >= i:
+                problems.append(Problem(f"{here}.derive.from", "must name a field listed before this one"))
+            elif src[1]["normaliser"] not in _DERIVE_INPUT[d["via"]]:
+                problems.append(Problem(f"{here}.derive.via", f"cannot derive from a field normalised as {src[1]['normaliser']}"))
+        tok = f["tokeniser"]
+        if tok["kind"] == "pinyin_ngrams" and f["normaliser"] != "pinyin":
+            problems.append(Problem(f"{here}.tokeniser.kind", "pinyin_ngrams needs the pinyin normaliser"))
+        flt = f.get("filter")
+        if flt:
+            hard = flt.get("hardening") or {}
+            problems += _hardening_problems(hard, flt["length"], f"{here}.filter.hardening", by_name, f["name"])
+        if f.get("frequency_adjust") and not f.get("exact_hash"):
+            problems.append(Problem(f"{here}.frequency_adjust", "needs exact_hash"))
+    if not any(f.get("clk") for f in fields):
+        problems.append(Problem("$.fields", "no field contributes to the record CLK"))
+    problems += _hardening_problems(doc["clk"].get("hardening") or {}, doc["clk"]["length"], "$.clk.hardening", by_name, None)
+    seen = set()
+    for j, bk in enumerate(doc.get("blocking_keys", [])):
+        if bk["name"] in seen:
+            problems.append(Problem(f"$.blocking_keys[{j}].name", "duplicate blocking key name"))
+        seen.add(bk["name"])
+        for k, fname in enumerate(bk["fields"]):
+            if fname not in by_name:
+                problems.append(Problem(f"$.blocking_keys[{j}].fields[{k}]", "names no field of this schema"))
+    return problems
+
+
+def _hardening_problems(hard: dict[str, Any], length: int, here: str,
+                        by_name: dict[str, tuple[int, dict[str, Any]]], own: str | None) -> list[Problem]:
+    problems = []
+    salt = hard.get("salt")
+    if salt:
+        if salt["field"] not in by_name:
+            problems.append(Problem(f"{here}.salt.field", "names no field of this schema"))
+        elif salt["field"] == own:
+            problems.append(Problem(f"{here}.salt.field", "a field cannot be salted with itself"))
+        elif (by_name[salt["field"]][1].get("filter") or {}).get("hardening", {}).get("salt"):
+            problems.append(Problem(f"{here}.salt.field", "the salt field must not itself be salted"))
+    out = length * (2 if hard.get("balance") else 1)
+    folds = hard.get("xor_fold", 0)
+    if out >> folds < 64 or (out >> folds) % 64:
+        problems.append(Problem(f"{here}.xor_fold", "folded length must stay a multiple of 64 bits and at least 64"))
+    return problems
+
+
+def schema_from_document(doc: Any, source: str = "<schema>") -> LinkageSchema:
+    """Validate a parsed schema document and build the frozen LinkageSchema."""
+    validate_document(doc, "linkage-schema", source)
+    problems = _meaning_problems(doc)
+    if problems:
+        raise ConfigError(source, problems)
+    doc = copy.deepcopy(doc)
+    fields = []
+    for f in doc["fields"]:
+        tok = f["tokeniser"]
+        flt = f.get("filter")
+        clk = f.get("clk")
+        d = f.get("derive") or {}
+        fields.append(FieldSpec(
+            name=f["name"],
+            normaliser=f["normaliser"],
+            tokeniser=Tokeniser(tok["kind"], int(tok.get("n", 2)), bool(tok.get("padded", True))),
+            filter=FilterSpec(flt["length"], flt.get("bits_per_token"), flt.get("bits_per_feature"),
+                              Hardening.from_doc(flt.get("hardening"))) if flt else None,
+            clk=ClkContribution(clk.get("bits_per_token"), clk.get("bits_per_feature")) if clk else None,
+            exact_hash=bool(f.get("exact_hash", False)),
+            frequency_adjust=bool(f.get("frequency_adjust", False)),
+            derive_from=d.get("from"),
+            derive_via=d.get("via"),
+            description=f.get("description", ""),
+        ))
+    datasets = {
+        name: DatasetKind(
+            name=name,
+            description=ds.get("description", ""),
+            attributes={
+                a: AttributeSpec(a, spec["type"], tuple(spec["enum"]) if "enum" in spec else None,
+                                 spec.get("minimum"), spec.get("maximum"))
+                for a, spec in ds["attributes"].items()
+            },
+        )
+        for name, ds in doc.get("datasets", {}).items()
+    }
+    return LinkageSchema(
+        id=doc["id"],
+        version=doc["version"],
+        fields=tuple(fields),
+        clk_length=doc["clk"]["length"],
+        clk_hardening=Hardening.from_doc(doc["clk"].get("hardening")),
+        blocking_keys=tuple(BlockingKey(b["name"], tuple(b["fields"])) for b in doc.get("blocking_keys", [])),
+        datasets=datasets,
+        document=doc,
+        fingerprint=compute_fingerprint(doc),
+        description=doc.get("description", ""),
+    )
+
+
+def load_schema(path_or_name: str | Path) -> LinkageSchema:
+    """Load a schema file, or a built-in schema by name (``judicial-assistance``, ``febrl``)."""
+    if str(path_or_name) in BUILTIN_SCHEMAS:
+        name = str(path_or_name)
+        text = resources.files("schemas").joinpath(f"{name}.linkage.json").read_text("utf-8")
+        import json
+
+        return schema_from_document(json.loads(text), f"builtin:{name}")
+    return schema_from_document(read_json(path_or_name), str(path_or_name))

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Create .venv and install aidlink with the pinned versions in constraints.txt.
+# Idempotent: a second run only checks that everything is installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -c 'import sys; assert sys.version_info >= (3, 11), "aidlink needs Python >= 3.11"'
+  "$PY" -m venv .venv
+fi
+EXTRAS="${AIDLINK_EXTRAS:-hub,dev}"
+stamp=".venv/.aidlink-installed"
+want="$(cat constraints.txt pyproject.toml | sha256sum | cut -c1-16) $EXTRAS"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  .venv/bin/python -m pip install -q --upgrade "pip>=24" 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -m pip install -q -c constraints.txt -e ".[${EXTRAS}]" 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -c "import linkage, agency_kit, hub" >/dev/null
+  echo "$want" > "$stamp"
+fi
