@@ -7,6 +7,7 @@ import click
 from linkage import __version__
 from linkage.schema import load_schema
 
+from . import keys_cmd
 from .clitools import aidlink_command
 
 
@@ -24,6 +25,9 @@ def schema_info(reporter, schema_path: str) -> dict:
     schema = load_schema(schema_path)
     reporter.say(f"schema {schema.id} (version {schema.version}) fingerprint {schema.fingerprint}")
     return {"schema_id": schema.id, "fingerprint": schema.fingerprint, "fields": list(schema.field_names)}
+
+
+keys_cmd.register(cli)
 
 
 def main() -> None:

@@ -8,6 +8,8 @@ from agency_kit.clitools import aidlink_command
 from linkage import __version__
 from linkage.schema import load_schema
 
+from . import keys_cmd
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="linkage-hub")
@@ -22,6 +24,9 @@ def schema_info(reporter, schema_path: str) -> dict:
     schema = load_schema(schema_path)
     reporter.say(f"schema {schema.id} fingerprint {schema.fingerprint}")
     return {"schema_id": schema.id, "fingerprint": schema.fingerprint}
+
+
+keys_cmd.register(cli)
 
 
 def main() -> None:

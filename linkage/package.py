@@ -1,0 +1,544 @@
+"""Packages: one table, signed by its sender and sealed to one recipient.
+
+Specification, format version 1 (also docs/formats/package.md)
+================================================================
+
+A package is one file (``*.aidpkg``)::
+
+    package = header || body
+    header  = magic "AIDLPKG" 0x00        (8 bytes)
+              format version = 1          (u16, big-endian, as every integer here)
+              suite id                    (u16: 1 = x25519, 2 = mlkem768-x25519)
+              chunk size                  (u32: plaintext bytes per body chunk, 64 .. 2**26)
+              sealed key length           (u16: 80 for suite 1, 1168 for suite 2)
+              sealed key                  (HPKE enc || HPKE ciphertext of the 32-byte content key)
+    body    = STREAM(content key, aad = header, plaintext)
+    plaintext = u32 len(manifest) || manifest || signature (64 bytes) || Parquet payload
+
+Sealing.  The sender draws a random 256-bit content key and seals it to the
+recipient's receiving key with HPKE (RFC 9180) base mode, single shot, empty
+aad, ``info = "aidlink package v1 content key" 0x00 || header[0:18]`` (the
+fixed header fields, so the suite and chunk size are bound to the key).
+Suites: DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / ChaCha20Poly1305 by default,
+or the hybrid MLKEM768-X25519 KEM with the same KDF and AEAD for protection of
+today's packages against a future quantum computer.  ChaCha20-Poly1305 rather
+than AES-256-GCM: it is constant-time in software on agency PCs without AES
+instructions, and within 10 % of AES-GCM where they exist.  ``cryptography``
+offers single-shot HPKE only (no secret export), hence the sealed content key.
+
+Body.  HKDF-SHA256(content key, info "aidlink/v1/package/stream-key") gives a
+ChaCha20-Poly1305 key and a 7-byte nonce prefix; the plaintext is cut into
+``chunk size`` pieces, each sealed with nonce prefix || u32 counter || u8
+last-chunk flag and the whole header as associated data (STREAM, Hoang,
+Reyhanitabar, Rogaway, Vizár 2015; see ``linkage/_crypto/_stream.py``).  Every
+sealed chunk but the last is ``chunk size + 16`` bytes.  Truncation (also at a
+chunk boundary), reordering, duplication or an appended chunk fail a tag;
+memory stays at two chunks however large the package.
+
+Signature (sign-then-encrypt).  Ed25519 by the sender over::
+
+    "aidlink package signature v1" 0x00 || u32 len(header) || header
+        || u32 len(manifest) || manifest || sha256(Parquet payload)
+
+The signed header contains the sealed key, which only this sealing to this
+recipient produced, and the manifest names the recipient: a recipient that
+decrypts a package cannot re-seal it to another party (surreptitious
+forwarding) without breaking the signature.  ``manifest`` is the canonical
+JSON (sorted keys, no spaces, UTF-8) of a document valid against
+``schemas/manifest.schema.json``; the reader insists it is canonical.
+
+Opening verifies everything before returning anything, in this order:
+
+1. header, HPKE, every chunk, the body layout, the manifest's JSON, the
+   sender on the roster, the signature, the payload hash, the recipient id,
+   and the direction (to_hub: agency -> hub; to_agency: hub -> agency; the
+   ``agency`` field naming the agency end) --
+   any failure is the one opaque :class:`~linkage.errors.IntegrityError`,
+   whatever failed, so the check that failed is never an attacker's oracle;
+2. then, the package being authentic, what is wrong with it may be said:
+   manifest against its schema (ConfigError), a package id seen before or a
+   package past ``expires_at`` or dated more than a day ahead (ReplayError,
+   exit 18: freshness, not tampering), a dataset kind the roster does not
+   allow the agency (RosterError), a schema fingerprint other than the
+   roster's (FingerprintMismatchError);
+3. the Parquet payload parses and matches the manifest's columns and row
+   count (else IntegrityError).
+
+Randomness (content key, package id) comes from ``rng`` and the clock from
+``now`` so tests are exact; HPKE's ephemeral key comes from ``cryptography``
+and cannot be fixed.  Writes are atomic (temporary file, fsync, rename; mode
+0600); on any failure nothing is left behind.  Decrypted payloads larger than
+``spool_bytes`` go to an anonymous temporary file (unlinked, mode 0600) and
+never under a name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import struct
+import tempfile
+from collections.abc import Container, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ._crypto import _hpke
+from ._crypto._files import atomic_output, check_output
+from ._crypto._hpke import SUITES, SUITES_BY_ID, ReceivingPrivateKey
+from ._crypto._stream import (
+    MAX_CHUNK_SIZE,
+    MIN_CHUNK_SIZE,
+    TAG_BYTES,
+    check_chunk_size,
+    decrypt_stream,
+    derive_stream_key,
+    encrypt_stream,
+)
+from ._crypto._util import ct_equal
+from .documents import canonical_json, validation_problems
+from .errors import ConfigError, FingerprintMismatchError, IntegrityError, ReplayError, RosterError
+from .roster import Roster, check_party_id, format_timestamp, parse_timestamp
+
+MAGIC = b"AIDLPKG\x00"
+FORMAT_VERSION = 1
+_FIXED = struct.Struct(">8sHHIH")  # magic, version, suite id, chunk size, sealed key length
+FIXED_HEADER_BYTES = _FIXED.size  # 18
+HPKE_INFO_LABEL = b"aidlink package v1 content key\x00"
+SIGNATURE_LABEL = b"aidlink package signature v1\x00"
+SIGNATURE_BYTES = 64
+MAX_MANIFEST_BYTES = 1 << 20
+DEFAULT_CHUNK_SIZE = 1 << 20
+DEFAULT_TTL_DAYS = 30
+DEFAULT_SPOOL_BYTES = 256 << 20
+FUTURE_SKEW = timedelta(days=1)
+DIRECTIONS = ("to_hub", "to_agency")
+# set by write_package; a caller's manifest may not set them (package_id and direction it may)
+_WRITER_FIELDS = ("version", "sender", "recipient", "created_at", "expires_at", "content_sha256",
+                  "columns", "row_count")
+_HEX32 = re.compile(r"^[0-9a-f]{32}$")
+
+
+# ---------------------------------------------------------------- header
+
+
+@dataclass(frozen=True)
+class Header:
+    """The outer header: public, unauthenticated until the body opens."""
+
+    version: int
+    suite: str
+    chunk_size: int
+    sealed_key: bytes = field(repr=False)
+    raw: bytes = field(repr=False)
+
+    @property
+    def fixed(self) -> bytes:
+        return self.raw[:FIXED_HEADER_BYTES]
+
+
+def encode_header(suite: str, chunk_size: int, sealed_key: bytes) -> bytes:
+    spec = SUITES[suite]
+    if len(sealed_key) != spec.sealed_key_length:
+        raise ValueError("sealed key has the wrong length for the suite")
+    return _FIXED.pack(MAGIC, FORMAT_VERSION, spec.suite_id, chunk_size, len(sealed_key)) + sealed_key
+
+
+def _fixed_header(suite: str, chunk_size: int) -> bytes:
+    spec = SUITES[suite]
+    return _FIXED.pack(MAGIC, FORMAT_VERSION, spec.suite_id, chunk_size, spec.sealed_key_length)
+
+
+def hpke_info(fixed_header: bytes) -> bytes:
+    """HPKE ``info`` for the content key: the label and the fixed header fields."""
+    return HPKE_INFO_LABEL + fixed_header
+
+
+def _read_header(f: BinaryIO) -> Header:
+    """Parse the header; anything malformed is the opaque IntegrityError."""
+    fixed = f.read(FIXED_HEADER_BYTES)
+    if len(fixed) != FIXED_HEADER_BYTES:
+        raise IntegrityError()
+    magic, version, suite_id, chunk_size, sealed_len = _FIXED.unpack(fixed)
+    spec = SUITES_BY_ID.get(suite_id)
+    if (not ct_equal(magic, MAGIC) or version != FORMAT_VERSION or spec is None
+            or not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE or sealed_len != spec.sealed_key_length):
+        raise IntegrityError()
+    sealed = f.read(sealed_len)
+    if len(sealed) != sealed_len:
+        raise IntegrityError()
+    return Header(version, spec.name, chunk_size, sealed, fixed + sealed)
+
+
+def read_package_header(path: str | Path) -> dict[str, Any]:
+    """The outer header as a dict -- format, suite, chunk size, sizes.  No secret, and
+    not authenticated: only :func:`open_package` says whether the package is genuine."""
+    p = Path(path)
+    with open(p, "rb") as f:
+        header = _read_header(f)
+    size = p.stat().st_size
+    body = size - len(header.raw)
+    sealed_chunk = header.chunk_size + TAG_BYTES
+    return {
+        "format": "aidlink-package",
+        "version": header.version,
+        "suite": header.suite,
+        "suite_description": SUITES[header.suite].description,
+        "chunk_size": header.chunk_size,
+        "header_bytes": len(header.raw),
+        "body_bytes": body,
+        "chunks": max(1, -(-body // sealed_chunk)),
+        "file_bytes": size,
+    }
+
+
+# ---------------------------------------------------------------- signature
+
+
+def signature_message(header: bytes, manifest: bytes, content_digest: bytes) -> bytes:
+    """The bytes the sender signs (see the module docstring)."""
+    if len(content_digest) != 32:
+        raise ValueError("content_digest is a sha256 digest")
+    return (SIGNATURE_LABEL + struct.pack(">I", len(header)) + header
+            + struct.pack(">I", len(manifest)) + manifest + content_digest)
+
+
+def body_prefix(manifest: bytes, signature: bytes) -> bytes:
+    """The plaintext before the Parquet payload."""
+    if len(manifest) > MAX_MANIFEST_BYTES or len(signature) != SIGNATURE_BYTES:
+        raise ValueError("manifest too large or signature of the wrong length")
+    return struct.pack(">I", len(manifest)) + manifest + signature
+
+
+# ---------------------------------------------------------------- write
+
+
+def _utc(now: datetime | None) -> datetime:
+    if now is None:
+        return datetime.now(UTC).replace(microsecond=0)
+    if now.tzinfo is None:
+        raise ValueError("now must be an aware datetime")
+    return now.astimezone(UTC)
+
+
+def _columns(schema: pa.Schema) -> list[dict[str, str]]:
+    return [{"name": f.name, "type": str(f.type)} for f in schema]
+
+
+def _file_pieces(f: BinaryIO, size: int = DEFAULT_CHUNK_SIZE) -> Iterator[bytes]:
+    while True:
+        b = f.read(size)
+        if not b:
+            return
+        yield b
+
+
+def _sha256_file(f: BinaryIO) -> bytes:
+    h = hashlib.sha256()
+    for b in _file_pieces(f):
+        h.update(b)
+    return h.digest()
+
+
+@contextlib.contextmanager
+def _parquet_source(table: pa.Table | str | Path, directory: Path) -> Iterator[tuple[BinaryIO, pa.Schema, int]]:
+    """(file positioned at 0, Arrow schema, row count) for a table or a Parquet file."""
+    if isinstance(table, pa.Table):
+        with tempfile.TemporaryFile(dir=directory) as tmp:  # anonymous: nothing to clean up
+            pq.write_table(table, tmp)
+            tmp.seek(0)
+            yield tmp, table.schema, table.num_rows
+        return
+    if isinstance(table, str | Path):
+        meta = pq.ParquetFile(table)
+        schema, rows = meta.schema_arrow, meta.metadata.num_rows
+        meta.close()
+        with open(table, "rb") as f:
+            yield f, schema, rows
+        return
+    raise TypeError("table must be a pyarrow.Table or the path of a Parquet file")
+
+
+def _final_manifest(fields: dict[str, Any], *, sender_id: str, recipient_id: str, now: datetime,
+                    ttl_days: int, digest: bytes, schema: pa.Schema, rows: int, rng: _hpke.Rng) -> dict[str, Any]:
+    if not isinstance(fields, dict):
+        raise TypeError("manifest must be a dict")
+    clash = [k for k in _WRITER_FIELDS if k in fields]
+    if clash:
+        raise ValueError(f"manifest fields set by write_package may not be given: {', '.join(clash)}")
+    m = dict(fields)
+    direction = m.setdefault("direction", "to_hub")
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {list(DIRECTIONS)}")
+    own_agency = sender_id if direction == "to_hub" else recipient_id
+    if m.setdefault("agency", own_agency) != own_agency:
+        raise ValueError(f"agency must be the {'sender' if direction == 'to_hub' else 'recipient'} for {direction}")
+    pid = m.get("package_id")
+    if pid is None:
+        m["package_id"] = rng(16).hex()
+    elif not isinstance(pid, str) or not _HEX32.fullmatch(pid):
+        raise ValueError("package_id must be 32 lower-case hex characters")
+    m.update({
+        "version": FORMAT_VERSION,
+        "sender": sender_id,
+        "recipient": recipient_id,
+        "created_at": format_timestamp(now),
+        "expires_at": format_timestamp(now + timedelta(days=ttl_days)),
+        "content_sha256": digest.hex(),
+        "columns": _columns(schema),
+        "row_count": rows,
+    })
+    problems = validation_problems(m, "manifest")
+    if problems:
+        raise ConfigError("package manifest", problems)
+    return m
+
+
+def write_package(path: str | Path, table: pa.Table | str | Path, manifest: dict[str, Any], *,
+                  signing_key: Ed25519PrivateKey, sender_id: str, recipient_id: str,
+                  recipient_public_key: Any, suite: str = "x25519", chunk_size: int = DEFAULT_CHUNK_SIZE,
+                  now: datetime | None = None, ttl_days: int = DEFAULT_TTL_DAYS, force: bool = False,
+                  rng: _hpke.Rng = os.urandom) -> dict[str, Any]:
+    """Sign ``table`` with its manifest and seal it to the recipient; returns the final manifest.
+
+    ``table`` is a pyarrow.Table or the path of a Parquet file (streamed, never
+    loaded).  ``manifest`` gives the caller's fields (agency, dataset,
+    dataset_kind, schema_id, schema_fingerprint, key_check_value, counts, and
+    optionally package_id and direction -- "to_hub" by default); the writer
+    adds version, sender, recipient, created_at, expires_at, content_sha256,
+    columns and row_count.  ``recipient_public_key`` is a
+    :class:`~linkage._crypto._hpke.ReceivingPublicKey` (``party.sealing_key()``)
+    or a ``cryptography`` X25519 / MLKEM768X25519 public key of ``suite``.
+    """
+    if not isinstance(signing_key, Ed25519PrivateKey):
+        raise TypeError("signing_key must be an Ed25519PrivateKey")
+    spec = _hpke.suite_spec(suite)
+    hpke_public = _hpke.public_hpke_key(recipient_public_key, suite)
+    check_chunk_size(chunk_size)
+    check_party_id(sender_id)
+    check_party_id(recipient_id)
+    if not isinstance(ttl_days, int) or not 1 <= ttl_days <= 366:
+        raise ValueError("ttl_days must be an integer from 1 to 366")
+    when = _utc(now)
+    target = check_output(path, force)
+    directory = target.parent if str(target.parent) else Path(".")
+    with _parquet_source(table, directory) as (src, schema, rows):
+        digest = _sha256_file(src)
+        src.seek(0)
+        final = _final_manifest(manifest, sender_id=sender_id, recipient_id=recipient_id, now=when,
+                                ttl_days=ttl_days, digest=digest, schema=schema, rows=rows, rng=rng)
+        manifest_bytes = canonical_json(final)
+        if len(manifest_bytes) > MAX_MANIFEST_BYTES:
+            raise ValueError("manifest too large")
+        content_key = rng(_hpke.CONTENT_KEY_BYTES)
+        fixed = _fixed_header(spec.name, chunk_size)
+        sealed_key = _hpke.seal_content_key(spec, hpke_public, content_key, hpke_info(fixed))
+        header = encode_header(spec.name, chunk_size, sealed_key)
+        signature = signing_key.sign(signature_message(header, manifest_bytes, digest))
+        key, prefix = derive_stream_key(content_key)
+
+        def pieces() -> Iterator[bytes]:
+            yield body_prefix(manifest_bytes, signature)
+            yield from _file_pieces(src, chunk_size)
+
+        with atomic_output(target, force=force, mode=0o600) as out:
+            out.write(header)
+            for sealed_chunk in encrypt_stream(key, prefix, header, pieces(), chunk_size):
+                out.write(sealed_chunk)
+    return final
+
+
+# ---------------------------------------------------------------- open
+
+
+@dataclass(frozen=True)
+class OpenedPackage:
+    """An authenticated package: its manifest and its table."""
+
+    manifest: dict[str, Any]
+    table: pa.Table = field(repr=False)
+    suite: str = "x25519"
+
+
+class _Spool:
+    """Bytes in memory up to a limit, then in an anonymous temporary file."""
+
+    def __init__(self, limit: int, directory: str | Path | None) -> None:
+        self._limit = limit
+        self._dir = directory
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._file: BinaryIO | None = None
+
+    def write(self, b: bytes) -> None:
+        if self._file is not None:
+            self._file.write(b)
+            return
+        self._parts.append(b)
+        self._size += len(b)
+        if self._size > self._limit:
+            self._file = tempfile.TemporaryFile(dir=self._dir)  # closed in close()
+            for part in self._parts:
+                self._file.write(part)
+            self._parts = []
+
+    def source(self) -> Any:
+        if self._file is not None:
+            self._file.flush()
+            self._file.seek(0)
+            return self._file
+        data = b"".join(self._parts)
+        self._parts = []
+        return pa.BufferReader(pa.py_buffer(data))
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        self._parts = []
+
+
+def _decrypt_body(f: BinaryIO, header: Header, content_key: bytes, spool: _Spool) -> tuple[bytes, bytes, bytes]:
+    """(manifest bytes, signature, sha256 of payload); payload bytes go to ``spool``."""
+    key, prefix = derive_stream_key(content_key)
+    head = bytearray()
+    need: int | None = None  # bytes of prefix (length + manifest + signature) once known
+    h = hashlib.sha256()
+    for plain in decrypt_stream(key, prefix, header.raw, f, header.chunk_size):
+        if need is None or len(head) < need:
+            head += plain
+            if need is None and len(head) >= 4:
+                (mlen,) = struct.unpack(">I", head[:4])
+                if mlen > MAX_MANIFEST_BYTES:
+                    raise IntegrityError()
+                need = 4 + mlen + SIGNATURE_BYTES
+            if need is not None and len(head) > need:
+                rest = bytes(head[need:])
+                del head[need:]
+                h.update(rest)
+                spool.write(rest)
+        else:
+            h.update(plain)
+            spool.write(plain)
+    if need is None or len(head) < need:
+        raise IntegrityError()
+    mlen = need - 4 - SIGNATURE_BYTES
+    return bytes(head[4:4 + mlen]), bytes(head[4 + mlen:need]), h.digest()
+
+
+def _authentic_manifest(header: Header, manifest_bytes: bytes, signature: bytes, digest: bytes,
+                        roster: Roster, recipient_id: str) -> dict[str, Any]:
+    """Steps that must all pass, each failing with the same opaque IntegrityError."""
+    try:
+        manifest = json.loads(manifest_bytes.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise IntegrityError() from None
+    if not isinstance(manifest, dict) or not ct_equal(canonical_json(manifest), manifest_bytes):
+        raise IntegrityError()
+    sender_id, claimed_recipient = manifest.get("sender"), manifest.get("recipient")
+    if not isinstance(sender_id, str) or not isinstance(claimed_recipient, str):
+        raise IntegrityError()
+    sender = roster.party(sender_id)
+    if sender is None:
+        raise IntegrityError()
+    try:
+        sender.signing_key().verify(signature, signature_message(header.raw, manifest_bytes, digest))
+    except Exception:
+        raise IntegrityError() from None
+    if not ct_equal(str(manifest.get("content_sha256", "")), digest.hex()):
+        raise IntegrityError()
+    if not ct_equal(claimed_recipient, recipient_id):
+        raise IntegrityError()
+    direction, agency = manifest.get("direction"), manifest.get("agency")
+    if direction == "to_hub":
+        routed = sender.role == "agency" and claimed_recipient == roster.hub.id and agency == sender_id
+    elif direction == "to_agency":
+        routed = (sender.role == "hub" and roster.agency(claimed_recipient) is not None
+                  and agency == claimed_recipient)
+    else:
+        routed = False
+    if not routed:
+        raise IntegrityError()
+    return manifest
+
+
+def _check_policy(manifest: dict[str, Any], path: Path, roster: Roster, now: datetime,
+                  seen_package_ids: Container[str]) -> None:
+    """Checks on an authentic package, whose failures may be named."""
+    problems = validation_problems(manifest, "manifest")
+    if problems:
+        raise ConfigError(f"{path}: manifest", problems)
+    pid = manifest["package_id"]
+    if pid in seen_package_ids:
+        raise ReplayError(f"{path}: package {pid} was received before; it is refused as a replay")
+    try:
+        expires, created = parse_timestamp(manifest["expires_at"]), parse_timestamp(manifest["created_at"])
+    except ValueError:
+        raise ConfigError(f"{path}: manifest", ["created_at or expires_at is not a valid date-time"]) from None
+    if now >= expires:
+        raise ReplayError(f"{path}: package {pid} expired at {format_timestamp(expires)}; "
+                          f"ask the sender for a fresh one")
+    if created > now + FUTURE_SKEW:
+        raise ReplayError(f"{path}: package {pid} is dated {format_timestamp(created)}, in the future; "
+                          f"check both clocks")
+    if manifest["direction"] == "to_hub":
+        agency = roster.agency(manifest["sender"])
+        if agency is None or manifest["dataset_kind"] not in agency.datasets:
+            raise RosterError(f"{path}: the roster does not allow agency {manifest['sender']!r} to send "
+                              f"dataset kind {manifest['dataset_kind']!r}")
+    if manifest["schema_fingerprint"] != roster.schema_fingerprint:
+        raise FingerprintMismatchError(
+            f"{path}: made with schema fingerprint {manifest['schema_fingerprint'][:16]}..., but federation "
+            f"{roster.federation!r} uses {roster.schema_fingerprint[:16]}...")
+
+
+def _read_payload(spool: _Spool, manifest: dict[str, Any]) -> pa.Table:
+    try:
+        table = pq.read_table(spool.source())
+    except Exception:
+        raise IntegrityError() from None
+    if table.num_rows != manifest["row_count"] or _columns(table.schema) != manifest["columns"]:
+        raise IntegrityError()
+    return table
+
+
+def open_package(path: str | Path, *, recipient_private_key: Any, roster: Roster, recipient_id: str,
+                 now: datetime | None = None, seen_package_ids: Container[str] = (),
+                 spool_bytes: int = DEFAULT_SPOOL_BYTES, spool_dir: str | Path | None = None) -> OpenedPackage:
+    """Authenticate, decrypt and parse a package sealed to ``recipient_id``.
+
+    ``recipient_private_key`` is a ReceivingPrivateKey (``identity.sealing_key``)
+    or a ``cryptography`` X25519 / MLKEM768X25519 private key.  Nothing is
+    returned unless every check passes (see the module docstring for the order
+    and for which failures are opaque).
+    """
+    if not isinstance(roster, Roster):
+        raise TypeError("roster must be a linkage.roster.Roster")
+    if not isinstance(recipient_private_key, ReceivingPrivateKey) and all(
+            _hpke.private_hpke_key(recipient_private_key, s) is None for s in SUITES):
+        raise TypeError("recipient_private_key must be an HPKE receiving private key")
+    when = _utc(now)
+    roster.check_valid(when)
+    p = Path(path)
+    spool = _Spool(spool_bytes, spool_dir)
+    try:
+        with open(p, "rb") as f:
+            header = _read_header(f)
+            spec = SUITES[header.suite]
+            content_key = _hpke.open_content_key(
+                spec, _hpke.private_hpke_key(recipient_private_key, header.suite), header.sealed_key,
+                hpke_info(header.fixed))
+            manifest_bytes, signature, digest = _decrypt_body(f, header, content_key, spool)
+        manifest = _authentic_manifest(header, manifest_bytes, signature, digest, roster, recipient_id)
+        _check_policy(manifest, p, roster, when, seen_package_ids)
+        table = _read_payload(spool, manifest)
+    finally:
+        spool.close()
+    return OpenedPackage(manifest=manifest, table=table, suite=header.suite)
