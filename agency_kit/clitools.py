@@ -73,8 +73,13 @@ def aidlink_command(group: click.Group, name: str | None = None, **kwargs: Any) 
                     click.echo(json.dumps({"ok": False, "error": type(e).__name__, "exit_code": e.exit_code,
                                            "message": e.message}, ensure_ascii=False))
                 sys.exit(e.exit_code)
-            except click.exceptions.ClickException:
+            except (click.exceptions.ClickException, click.exceptions.Exit):
                 raise
+            except click.exceptions.Abort:
+                click.echo("Error: aborted (no input)", err=True)
+                if as_json:
+                    click.echo(json.dumps({"ok": False, "error": "Aborted", "exit_code": 2}))
+                sys.exit(2)
             except Exception as e:  # a bug: never echo data, name the type only
                 if debug:
                     traceback.print_exc()

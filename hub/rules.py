@@ -61,7 +61,7 @@ from typing import Any, NamedTuple
 
 import jsonschema
 
-from linkage.documents import _describe, _json_path, canonical_json, read_json, schema_document
+from linkage.documents import canonical_json, describe_error, json_path, read_json, schema_document
 from linkage.errors import AidlinkError, Problem, RuleError, StateError
 from linkage.schema import AttributeSpec, DatasetKind, LinkageSchema, load_schema
 
@@ -238,12 +238,7 @@ def bind_params(step: SqlStep, run_id: str) -> dict[str, Any]:
 
 
 def _rule_error(source: str, problems: list[Problem]) -> RuleError:
-    n = len(problems)
-    lines = "\n".join(f"  - {p}" for p in problems)
-    err = RuleError(f"{source}: {n} problem{'s' if n != 1 else ''}\n{lines}")
-    err.source = source  # type: ignore[attr-defined]
-    err.problems = list(problems)  # type: ignore[attr-defined]
-    return err
+    return RuleError(source, problems)
 
 
 @cache
@@ -269,7 +264,7 @@ def _error_problems(error: jsonschema.ValidationError) -> list[Problem]:
     by which key is present; the errors of the alternative the author meant are
     reported with their own paths instead of one vague "matches no form".
     """
-    path = _json_path(error)
+    path = json_path(error)
     if error.validator == "oneOf":
         alternatives = [_resolve(a).get("required", []) for a in error.validator_value]
         if isinstance(error.instance, dict) and all(alternatives):
@@ -282,7 +277,7 @@ def _error_problems(error: jsonschema.ValidationError) -> list[Problem]:
             return [Problem(path, f"needs exactly one of: {forms}")]
     if error.validator == "not" and error.validator_value == {}:
         return [Problem(path, "is not allowed here")]
-    return [Problem(path, _describe(error))]
+    return [Problem(path, describe_error(error))]
 
 
 def _schema_problems(doc: Any) -> list[Problem]:

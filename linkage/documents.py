@@ -35,14 +35,14 @@ def _validator(name: str) -> jsonschema.protocols.Validator:
     return cls(schema, format_checker=cls.FORMAT_CHECKER)
 
 
-def _json_path(error: jsonschema.ValidationError) -> str:
+def json_path(error: jsonschema.ValidationError) -> str:
     path = "$"
     for part in error.absolute_path:
         path += f"[{part}]" if isinstance(part, int) else f".{part}"
     return path
 
 
-def _describe(error: jsonschema.ValidationError) -> str:
+def describe_error(error: jsonschema.ValidationError) -> str:
     """A value-free description of one validation error."""
     v = error.validator
     if v == "required":
@@ -80,9 +80,9 @@ def validation_problems(doc: Any, schema_name: str) -> list[Problem]:
     for error in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
         # descend into oneOf/anyOf to report the most specific cause when there is one
         leaves = [e for e in (error.context or []) if e.validator not in ("oneOf", "not")]
-        if error.validator == "oneOf" and leaves and len({_json_path(e) for e in leaves}) == 1:
+        if error.validator == "oneOf" and leaves and len({json_path(e) for e in leaves}) == 1:
             error = leaves[0]
-        problems.append(Problem(_json_path(error), _describe(error)))
+        problems.append(Problem(json_path(error), describe_error(error)))
     return problems
 
 

@@ -154,8 +154,18 @@ class IntegrityError(AidlinkError):
         super().__init__(message)
 
 
-class RuleError(AidlinkError):
+class RuleError(ConfigError):
+    """A rule set is invalid (every problem listed, like ConfigError), or a run's
+    clues do not fit the rule set (a plain message)."""
+
     exit_code = 21
+
+    def __init__(self, source: str, problems: Iterable[Problem | str] | None = None) -> None:
+        if problems is None:
+            self.source, self.problems = "", []
+            AidlinkError.__init__(self, source)
+        else:
+            super().__init__(source, problems)
 
 
 class StateError(AidlinkError):

@@ -43,9 +43,9 @@ from ._crypto._files import write_atomic
 from ._crypto._hpke import SUITES, ReceivingPublicKey
 from ._crypto._util import b64decode, b64encode, ct_equal
 from .documents import (
-    _describe,  # value-free messages, shared with every other document
-    _json_path,
     canonical_json,
+    describe_error,  # value-free messages, shared with every other document
+    json_path,
     read_json,
     schema_document,
     validate_document,
@@ -198,7 +198,7 @@ def _identity_validator() -> jsonschema.protocols.Validator:
 
 def public_identity_from_document(doc: Any, source: str = "<public identity>") -> Party:
     """Validate a public-identity document and return the party it describes."""
-    problems = [Problem(_json_path(e), _describe(e))
+    problems = [Problem(json_path(e), describe_error(e))
                 for e in sorted(_identity_validator().iter_errors(doc),
                                 key=lambda e: list(map(str, e.absolute_path)))]
     if not problems:
