@@ -50,6 +50,7 @@ def atomic_output(path: str | Path, *, force: bool = False, mode: int = 0o600) -
     """``with atomic_output(p) as f: f.write(...)`` -- all or nothing."""
     target = check_output(path, force)
     directory = target.parent if str(target.parent) else Path(".")
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     tmp = Path(tmp_name)
     try:
