@@ -1,0 +1,450 @@
+"""Private tables and helpers for Chinese-aware normalisation.
+
+Nothing here is public API: :mod:`linkage.normalise` builds on it.  The tables
+are small and written out by hand (middle-dot look-alikes, null markers,
+surname readings, province names); the large ones come from the installed
+``opencc`` (traditional -> simplified) and ``pypinyin`` (character readings)
+packages, whose versions go into the schema fingerprint.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from decimal import Decimal
+from functools import cache
+
+import numpy as np
+import pandas as pd
+
+# --------------------------------------------------------------------- text
+
+#: Cell contents that mean "no value" (compared after NFKC, trim and lower-casing).
+NULL_MARKERS = frozenset({
+    "无", "空", "暂无", "不详", "null", "none", "nan", "nat", "n/a", "#n/a",
+    "-", "--", "/", "//", "—", "——", "\\",
+})
+
+_WS = re.compile(r"\s+")
+#: Invisible format characters that copy-paste leaves in cells (zero-width
+#: spaces and joiners, direction marks, BOM, soft hyphen).
+_INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+
+
+def cell_text(v: object) -> str | None:
+    """A cell as text, or None when it is missing.
+
+    Integral floats (how spreadsheets hand over ID and phone numbers) lose the
+    ``.0``; NaN, NaT and pd.NA are missing.
+    """
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool | np.bool_):
+        return str(bool(v))
+    if isinstance(v, int | np.integer):
+        return str(int(v))
+    if isinstance(v, float | np.floating):
+        f = float(v)
+        if math.isnan(f):
+            return None
+        if math.isinf(f):
+            return str(f)
+        return str(int(f)) if f.is_integer() else repr(f)
+    if isinstance(v, Decimal):
+        if v.is_nan():
+            return None
+        if v.is_finite() and v == v.to_integral_value():
+            return str(int(v))
+        return str(v)
+    if isinstance(v, bytes | bytearray):
+        return bytes(v).decode("utf-8", errors="replace")
+    if v is pd.NA or v is pd.NaT:
+        return None
+    return str(v)
+
+#: Han characters: CJK unified ideographs (URO, extensions A to H), the
+#: compatibility block and U+3007 IDEOGRAPHIC NUMBER ZERO (used in names).
+HAN_CLASS = "\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003347f"
+HAN = re.compile(f"[{HAN_CLASS}]")
+
+
+def is_han(ch: str) -> bool:
+    return HAN.match(ch) is not None
+
+
+def _fold_once(s: str, lower: bool) -> str:
+    if not s.isascii():
+        if not unicodedata.is_normalized("NFKC", s):
+            s = unicodedata.normalize("NFKC", s)
+        s = _INVISIBLE.sub("", s)
+    if lower:
+        s = s.lower()
+    return " ".join(s.split())
+
+
+def fold(s: str) -> str:
+    """NFKC, drop invisible format characters, lower-case, trim, collapse
+    internal whitespace to one space.
+
+    Repeated until stable: lower-casing can un-normalise a few code points.
+    """
+    for _ in range(4):
+        t = _fold_once(s, True)
+        if t == s or t.isascii():
+            return t
+        s = t
+    return s
+
+
+def fold_keep_case(s: str) -> str:
+    """As :func:`fold`, without lower-casing."""
+    for _ in range(4):
+        t = _fold_once(s, False)
+        if t == s or t.isascii():
+            return t
+        s = t
+    return s
+
+
+def is_null_marker(folded: str) -> bool:
+    return folded == "" or folded in NULL_MARKERS
+
+
+# --------------------------------------------------------------- middle dots
+
+#: Canonical middle dot for display forms.
+MIDDLE_DOT = "\u00b7"
+
+#: Look-alikes of the middle dot used between the parts of transliterated
+#: (mostly Uyghur, Tibetan, foreign) names.  Mapped before and after NFKC, so
+#: both a code point and its NFKC image are listed where they differ.
+DOT_LOOKALIKES = (
+    "\u00b7"  # MIDDLE DOT
+    "\u0387"  # GREEK ANO TELEIA (NFKC -> U+00B7)
+    "\u02d1"  # MODIFIER LETTER HALF TRIANGULAR COLON
+    "\u1427"  # CANADIAN SYLLABICS FINAL MIDDLE DOT
+    "\u119e"  # HANGUL JUNGSEONG ARAEA (NFKC image of U+318D)
+    "\u16eb"  # RUNIC SINGLE PUNCTUATION
+    "\u2022"  # BULLET
+    "\u2024"  # ONE DOT LEADER
+    "\u2027"  # HYPHENATION POINT
+    "\u2219"  # BULLET OPERATOR
+    "\u22c5"  # DOT OPERATOR
+    "\u25cf"  # BLACK CIRCLE
+    "\u2981"  # Z NOTATION SPOT
+    "\u2e31"  # WORD SEPARATOR MIDDLE DOT
+    "\u2e33"  # RAISED DOT
+    "\u30fb"  # KATAKANA MIDDLE DOT
+    "\u318d"  # HANGUL LETTER ARAEA
+    "\ua78f"  # LATIN LETTER SINOLOGICAL DOT
+    "\ufe52"  # SMALL FULL STOP
+    "\uff0e"  # FULLWIDTH FULL STOP
+    "\uff65"  # HALFWIDTH KATAKANA MIDDLE DOT
+    "."
+)
+DOT_TABLE = str.maketrans(dict.fromkeys(DOT_LOOKALIKES, MIDDLE_DOT))
+
+#: Written between two Han characters of a name, these are separators too
+#: (a hyphen, an ideographic full stop or an underscore typed for the dot).
+DOT_BETWEEN_HAN = "-_\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u3002\uff61\uff0d"
+_DOT_BETWEEN_HAN_RE = re.compile(f"(?<=[{HAN_CLASS}])[{re.escape(DOT_BETWEEN_HAN)}]+(?=[{HAN_CLASS}])")
+
+
+def unify_dots(s: str) -> str:
+    """Every middle-dot look-alike (and a dash/stop between Han) -> U+00B7."""
+    return _DOT_BETWEEN_HAN_RE.sub(MIDDLE_DOT, s.translate(DOT_TABLE))
+
+
+_NON_WORD: dict[str, re.Pattern[str]] = {}
+
+
+def keep_word_chars(s: str, keep: str = "") -> str:
+    """Drop every character that is not a letter or a digit (or in ``keep``).
+
+    "Letter or digit" is Python's ``str.isalnum`` (Unicode categories L* and N*).
+    """
+    pat = _NON_WORD.get(keep)
+    if pat is None:
+        pat = _NON_WORD[keep] = re.compile(f"(?:[^\\w{re.escape(keep)}]|_)+")
+    return pat.sub("", s)
+
+
+# ------------------------------------------------------ traditional -> simplified
+
+
+@cache
+def _converter():  # pragma: no cover - trivial
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
+def to_simplified(s: str) -> str:
+    """OpenCC ``t2s``, applied until stable (the table is not idempotent:
+    薴 -> 苧 -> 苎)."""
+    if s.isascii():
+        return s
+    conv = _converter()
+    for _ in range(4):
+        t = conv.convert(s)
+        if t == s:
+            break
+        s = t
+    return s
+
+
+# ------------------------------------------------------------------- pinyin
+
+#: Surname readings that differ from a character's most common reading, and
+#: compound surnames.  Applied to the first character(s) of a name only.
+SURNAME_READINGS: dict[str, tuple[str, ...]] = {
+    # compound surnames first (longest match wins)
+    "尉迟": ("yu", "chi"),
+    "万俟": ("mo", "qi"),
+    "长孙": ("zhang", "sun"),
+    "澹台": ("tan", "tai"),
+    "乐正": ("yue", "zheng"),
+    "令狐": ("ling", "hu"),
+    "鲜于": ("xian", "yu"),
+    # single-character surnames
+    "单": ("shan",),
+    "曾": ("zeng",),
+    "解": ("xie",),
+    "仇": ("qiu",),
+    "朴": ("piao",),
+    "区": ("ou",),
+    "查": ("zha",),
+    "盖": ("ge",),
+    "乐": ("yue",),
+    "覃": ("qin",),
+    "缪": ("miao",),
+    "翟": ("zhai",),
+    "员": ("yun",),
+    "繁": ("po",),
+    "秘": ("bi",),
+    "种": ("chong",),
+    "召": ("shao",),
+    "隗": ("wei",),
+    "藏": ("zang",),
+    "折": ("she",),
+    "佴": ("nai",),
+    "句": ("gou",),
+    "阚": ("kan",),
+    "洗": ("xian",),
+    "长": ("chang",),
+    "祭": ("zhai",),
+    "乜": ("nie",),
+    "能": ("nai",),
+}
+_SURNAME_MAX = max(len(k) for k in SURNAME_READINGS)
+
+
+def _ascii_toneless(reading: str) -> str:
+    """``lǚ`` -> ``lv``, ``ê`` -> ``e``; ASCII lower-case letters only."""
+    reading = reading.replace("ü", "v").replace("Ü", "v")
+    decomposed = unicodedata.normalize("NFD", reading)
+    return "".join(ch for ch in decomposed if "a" <= ch <= "z")
+
+
+@cache
+def _pinyin_module():
+    import pypinyin
+
+    return pypinyin
+
+
+def pinyin_version() -> str:
+    return str(_pinyin_module().__version__)
+
+
+CHAR_PINYIN: dict[str, str] = {}
+
+
+def char_pinyin(ch: str) -> str:
+    """Toneless pinyin of one Han character ('' if pypinyin has none), cached."""
+    hit = CHAR_PINYIN.get(ch)
+    if hit is None:
+        pp = _pinyin_module()
+        out = pp.lazy_pinyin(ch, style=pp.Style.NORMAL, errors="ignore")
+        hit = _ascii_toneless(out[0]) if out else ""
+        CHAR_PINYIN[ch] = hit
+    return hit
+
+
+@cache
+def pinyin_syllables() -> frozenset[str]:
+    """Every toneless syllable pypinyin knows that has a vowel (no m, n, ng, hm)."""
+    from pypinyin.constants import PINYIN_DICT
+
+    out: set[str] = set()
+    for readings in PINYIN_DICT.values():
+        for r in readings.split(","):
+            t = _ascii_toneless(r)
+            if t and any(v in t for v in "aeiouv"):
+                out.add(t)
+    return frozenset(out)
+
+
+def segment_pinyin(word: str) -> list[str]:
+    """Split run-together pinyin (``zhangwei`` -> ``zhang wei``).
+
+    Fewest syllables wins; ties go to the longer first syllable.  A word that
+    cannot be split entirely into syllables is returned whole, so the result is
+    stable under re-segmentation.
+    """
+    syll = pinyin_syllables()
+    n = len(word)
+    if n == 0 or word in syll:
+        return [word] if word else []
+    if n > 60:
+        return [word]
+    # best[i] = (count, lengths) for word[i:], lengths compared negatively.
+    best: list[tuple[int, tuple[int, ...]] | None] = [None] * (n + 1)
+    best[n] = (0, ())
+    for i in range(n - 1, -1, -1):
+        cand = None
+        for j in range(min(n, i + 6), i, -1):  # longest syllable is 6 letters
+            if best[j] is None or word[i:j] not in syll:
+                continue
+            cnt, lens = best[j]  # type: ignore[misc]
+            key = (cnt + 1, (-(j - i), *lens))
+            if cand is None or key < cand:
+                cand = key
+        best[i] = cand
+    if best[0] is None:
+        return [word]
+    out, i = [], 0
+    for neg in best[0][1]:
+        out.append(word[i:i - neg])
+        i -= neg
+    return out
+
+
+def surname_prefix(name: str) -> tuple[int, tuple[str, ...]] | None:
+    """(number of characters, readings) when ``name`` starts with a listed surname."""
+    for k in range(min(_SURNAME_MAX, len(name) - 1), 0, -1):
+        hit = SURNAME_READINGS.get(name[:k])
+        if hit is not None:
+            return k, hit
+    return None
+
+
+# ----------------------------------------------------------------- addresses
+
+PROVINCES_FULL = (
+    "北京市", "天津市", "上海市", "重庆市",
+    "河北省", "山西省", "辽宁省", "吉林省", "黑龙江省", "江苏省", "浙江省", "安徽省",
+    "福建省", "江西省", "山东省", "河南省", "湖北省", "湖南省", "广东省", "海南省",
+    "四川省", "贵州省", "云南省", "陕西省", "甘肃省", "青海省", "台湾省",
+    "内蒙古自治区", "广西壮族自治区", "西藏自治区", "宁夏回族自治区", "新疆维吾尔自治区",
+    "香港特别行政区", "澳门特别行政区",
+    # frequent variants
+    "广西自治区", "宁夏自治区", "新疆自治区", "新疆维吾尔族自治区", "内蒙自治区",
+)
+PROVINCES_SHORT = (
+    "北京", "天津", "上海", "重庆", "河北", "山西", "辽宁", "吉林", "黑龙江", "江苏",
+    "浙江", "安徽", "福建", "江西", "山东", "河南", "湖北", "湖南", "广东", "海南",
+    "四川", "贵州", "云南", "陕西", "甘肃", "青海", "台湾", "内蒙古", "内蒙", "广西",
+    "西藏", "宁夏", "新疆", "香港", "澳门",
+)
+
+
+def _index_provinces() -> dict[str, tuple[tuple[str, bool], ...]]:
+    """First two characters -> ((name, is_full_name), ...), longest name first."""
+    index: dict[str, tuple[tuple[str, bool], ...]] = {}
+    names = [(p, True) for p in PROVINCES_FULL] + [(p, False) for p in PROVINCES_SHORT]
+    for name, full in sorted(names, key=lambda x: -len(x[0])):
+        index[name[:2]] = (*index.get(name[:2], ()), (name, full))
+    return index
+
+
+_PROVINCE_NAMES = _index_provinces()
+#: A short province name ("湖南") followed by one of these is a place or street
+#: named after the province (湖南路, 吉林市), not the province itself.
+_NOT_AFTER_SHORT_PROVINCE = frozenset("市省区县州盟旗路街巷道弄村镇乡号里庄大")
+_COUNTRIES = ("中华人民共和国", "中国")
+
+
+def _province_end(s: str) -> int:
+    """Length of a leading province-level name in ``s`` (0 if none)."""
+    for name, full in _PROVINCE_NAMES.get(s[:2], ()):
+        if s.startswith(name):
+            if full or s[len(name):len(name) + 1] not in _NOT_AFTER_SHORT_PROVINCE:
+                return len(name)
+    return 0
+
+
+_H = f"[{HAN_CLASS}]"
+_UNIT_RE = re.compile(
+    "^(?:"
+    f"{_H}{{2,12}}?(?:自治州|自治县|自治旗|地区|林区)"
+    f"|{_H}{{1,6}}?盟"
+    f"|{_H}{{2,4}}?省"
+    f"|{_H}{{2,4}}?市(?!场)"
+    f"|{_H}{{1,4}}?县"
+    f"|{_H}{{2,4}}?(?<![小社校厂园景])区"
+    f"|{_H}{{2,4}}?旗"
+    ")"
+)
+ADDRESS_ANCHORS = re.compile("[乡镇村路街号]")
+
+
+def strip_admin_prefixes(s: str) -> str:
+    """Drop leading country / province / prefecture / county parts while what
+    remains still has a 乡/镇/街道/村/路/街/号 part.  Runs to a fixed point, so
+    it is idempotent."""
+    for _ in range(12):
+        cut = 0
+        for c in _COUNTRIES:
+            if s.startswith(c):
+                cut = len(c)
+                break
+        else:
+            cut = _province_end(s)
+            if not cut:
+                m = _UNIT_RE.match(s)
+                cut = m.end() if m else 0
+        if not cut or not ADDRESS_ANCHORS.search(s, cut):
+            break
+        s = s[cut:]
+    return s
+
+
+_CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5,
+              "六": 6, "七": 7, "八": 8, "九": 9}
+_CN_UNITS = {"十": 10, "百": 100, "千": 1000}
+_CN_NUM = "零〇一二两三四五六七八九十百千"
+_NUMERAL_BEFORE_UNIT = re.compile(f"([{_CN_NUM}]+)(?=组|号|栋|幢|单元|室|楼|层)")
+
+
+def chinese_numeral(run: str) -> int | None:
+    """三 -> 3, 十二 -> 12, 二十一 -> 21, 一百零五 -> 105, 三〇一 -> 301."""
+    if not any(ch in _CN_UNITS for ch in run):
+        return int("".join(str(_CN_DIGITS[ch]) for ch in run))
+    total, cur, last_unit = 0, None, 10_000
+    for ch in run:
+        if ch in _CN_DIGITS:
+            if cur is not None and _CN_DIGITS[ch] != 0 and cur != 0:
+                return None  # two digits in a row without a unit
+            cur = _CN_DIGITS[ch]
+        else:
+            unit = _CN_UNITS[ch]
+            if unit >= last_unit:
+                return None
+            total += (cur if cur else 1) * unit
+            cur, last_unit = None, unit
+    return total + (cur or 0)
+
+
+def arabic_numerals(s: str) -> str:
+    """Chinese numerals before 组/号/栋/单元/室/楼 -> Arabic; 村民小组 -> 组; 5# -> 5号."""
+    s = s.replace("村民小组", "组")
+
+    def sub(m: re.Match[str]) -> str:
+        n = chinese_numeral(m.group(1))
+        return m.group(1) if n is None else str(n)
+
+    return _NUMERAL_BEFORE_UNIT.sub(sub, s)
