@@ -1,0 +1,483 @@
+"""Encode normalised records: keyed field Bloom filters, exact hashes, blocking keys, CLK.
+
+``encode_records(normalised, schema, secret, rng=None)`` returns the Arrow
+table of ``docs/formats/encodings.md`` without the ``token`` and ``attr_*``
+columns (agency-kit adds those): ``bf_<field>``, ``eh_<field>``, ``bk_<key>``
+and ``clk``, in that order.
+
+The native aidlink encoding, version 1
+======================================
+
+This is the whole definition; another client following it produces the same
+bits.  ``tests/vectors/native/reference.py`` is an independent plain-Python
+implementation of exactly this text, and the vectors made with it are
+checked against this module.
+
+**Inputs.**  One normalised value per field and record (a ``str``).  A value
+is *missing* when it is ``None``, NaN or the empty string.  Strings are
+sequences of Unicode code points; they are hashed as UTF-8.
+
+**Keys.**  ``K(purpose, name) = secret.derive(purpose, schema.id, name)``
+(HKDF-SHA256, :mod:`linkage.keys`), one key per use:
+
+=========================== =========================================
+field filter of field f      ``K("bloom", f)``
+f's share of the CLK         ``K("clk", f)``
+permutation of f's filter    ``K("permute", f)``
+balancing of f's filter      ``K("permute", f + "#balance")``
+permutation of the CLK       ``K("permute", "#clk")``
+balancing of the CLK         ``K("permute", "#clk#balance")``
+exact hash of f              ``K("exact", f)``
+blocking key b               ``K("blocking", b)``
+=========================== =========================================
+
+(``#`` never occurs in a field name, so no two uses share a key; the CLK's
+keys differ from the field filters', so a CLK reveals nothing reusable
+against a field filter and vice versa.)
+
+**1. Tokens** of a present value ``v`` (``T`` = their number, occurrences
+counted, duplicates kept -- as clkhash):
+
+- ``char_ngrams(n, padded)``: if ``padded`` and ``n > 1``, ``v`` is padded
+  with ``n - 1`` spaces (U+0020) on each side (clkhash's rule).  The tokens
+  are the substrings of ``n`` code points starting at offsets ``0 ..
+  len - n`` of the (padded) string, in order.  An unpadded value shorter than
+  ``n`` gives one token: the value itself.  ``"张三"``, n=2, padded →
+  ``" 张"``, ``"张三"``, ``"三 "``.
+- ``pinyin_ngrams(n, padded)``: the same rule over the pinyin string as the
+  ``pinyin`` normaliser writes it (toneless syllables separated by one
+  space): ``"zhang san"`` → ``" z"``, ``"zh"``, ..., ``"g "``, ``" s"``, ...
+- ``digit_ngrams(n, padded)``: the ``char_ngrams`` grams made *positional*
+  (clkhash's positional n-grams): token ``"<i> <gram>"`` with ``i`` the
+  1-based offset of the gram in the (padded) string, in decimal.
+  ``"110"``, n=2, padded → ``"1  1"``, ``"2 11"``, ``"3 10"``, ``"4 0 "``.
+- ``exact``: the value is one token.
+
+**2. Bits per token.**  ``bits_per_token: k`` → every token gets ``k``;
+``bits_per_feature: B`` → every token of the value gets ``k = ceil(B / T)``
+(so a value sets at least ``B`` bit positions, counting repeats, whatever its
+length).
+
+**3. Message** hashed for a token ``t``: ``UTF-8(t)``.  When the target is
+salted (``hardening.salt``), ``UTF-8(s + U+001F + t)`` where ``s`` is the
+normalised value of the salt field.  If ``s`` is missing: ``on_missing:
+"null"`` makes the field filter null (for the CLK: the record contributes no
+bits; the CLK is still produced, all zero before hardening); ``"unsalted"``
+hashes the bare token.
+
+**4. Positions.**  The stream of message ``m`` under key ``K`` is block 0 =
+``HMAC-SHA256(K, m)``, block ``j >= 1`` = ``HMAC-SHA256(K, 0xFF ||
+uint32_be(j) || m)`` (0xFF never occurs in UTF-8, so a counter block is never
+another token's block 0), each block read as 8 big-endian uint32 words
+``w0, w1, ...``.  A token with ``k`` bits sets bits ``w0 mod L, ...,
+w(k-1) mod L`` of a filter of ``L`` bits: the field's ``filter.length``, or
+``clk.length`` for the CLK.  ``L`` is a multiple of 64 and at most 8192, so
+where it is not a power of two the modulo bias is below ``L / 2**32 < 2e-6``
+per position: negligible.  The filter is the OR over all tokens (of all
+contributing fields, for the CLK).  Bit ``i`` of a filter is bit ``7 - i % 8``
+of byte ``i // 8`` (MSB first).
+
+**5. Hardening**, in this order, each step only if the schema asks for it:
+
+a. ``permute``: ``p`` = keyed permutation of ``L`` (below) under the
+   permutation key; ``out[i] = in[p[i]]``.
+b. ``balance``: ``c = F || NOT F`` (``2L`` bits), ``p2`` = keyed permutation
+   of ``2L`` under the balancing key, ``out[i] = c[p2[i]]``.  Every balanced
+   filter has Hamming weight exactly ``L`` (half its length).
+c. ``xor_fold``: ``xor_fold`` times, ``F = F[:len/2] XOR F[len/2:]``.
+d. ``blip`` (BLoom-and-flIP; Alaggan, Gambs & Kermarrec, "BLIP:
+   non-interactive differentially-private similarity computation on Bloom
+   filters", SSS 2012; used for PPRL by Schnell & Borgs, "Randomized
+   response and balanced Bloom filters for privacy preserving record
+   linkage", ICDMW 2016): every bit is flipped independently with
+   probability ``p = 1 / (1 + exp(epsilon / s))`` (:func:`blip_flip_probability`),
+   ``s`` being the sensitivity, the most bits one token can change in the
+   final filter: ``k_max * (2 if balance else 1)`` with ``k_max`` the field's
+   ``bits_per_token`` or ``bits_per_feature`` (a one-token value gets all of
+   it), the largest over contributing fields for the CLK.  This is
+   epsilon-DP for adding or removing one token; in Schnell & Borgs' notation
+   ``f = 2p`` and ``epsilon = s * ln((1 - f/2) / (f/2))``.  (RAPPOR's
+   ``epsilon = 2h ln((1 - f/2)/(f/2))`` counts replacing a token, i.e. twice
+   the sensitivity.)  The flips use fresh randomness every run and are not
+   reproducible across runs, by design.
+
+Keyed permutation of ``N`` under key ``K``: words ``w`` = big-endian uint32
+words of ``HMAC-SHA256(K, "aidlink-permutation-v1" || uint32_be(N) ||
+uint32_be(c))`` for ``c = 0, 1, ...``; start from ``p = [0, ..., N-1]``; for
+``i = N-1`` down to 1: take words until one is below ``2**32 - (2**32 mod
+(i+1))``, let ``j = w mod (i+1)``, swap ``p[i]`` and ``p[j]`` (an unbiased
+Fisher--Yates shuffle).
+
+**6. Columns.**  ``bf_<f>``: ``fixed_size_binary(output_length / 8)``, null
+when the value is missing (or the salt, with ``on_missing: "null"``).
+``clk``: ``fixed_size_binary(clk_output_length / 8)``, never null.
+``eh_<f>``: the first 8 bytes of ``HMAC-SHA256(K("exact", f), UTF-8(v))``
+as a big-endian signed int64, null when ``v`` is missing.  ``bk_<b>``: the
+same under ``K("blocking", b)`` over the UTF-8 of the key's field values in
+the schema's order joined by U+001F, null when any of them is missing.
+
+Implementation: per field the values are factorised, the distinct values
+tokenised with array operations, each distinct (salt, token) message hashed
+once, and bits set row by row in packed output by one numba loop, in chunks of
+rows so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from ._bits import hardening, hashing, kernels, tokens
+from ._bits.hardening import blip_flip_probability
+from .errors import SchemaMismatchError
+from .keys import LinkageSecret
+from .schema import FieldSpec, Hardening, LinkageSchema
+
+__all__ = ["CHUNK_ROWS", "blip_flip_probability", "blip_sensitivity", "encode_records",
+           "encoded_arrow_schema"]
+
+CHUNK_ROWS = 1 << 17  # rows encoded together; bounds the working memory
+UNIT_SEP = "\x1f"
+
+
+@dataclass(frozen=True)
+class _Column:
+    codes: np.ndarray  # int64 per row, -1 = missing
+    uniques: list[str]
+
+
+@dataclass(frozen=True)
+class _Part:
+    field: FieldSpec
+    key: bytes
+    bits_per_token: int | None
+    bits_per_feature: int | None
+
+    @property
+    def k_max(self) -> int:
+        return int(self.bits_per_token or self.bits_per_feature)
+
+
+@dataclass(frozen=True)
+class _Target:
+    length: int
+    hardening: Hardening
+    parts: tuple[_Part, ...]
+    perm_key: bytes | None
+    balance_key: bytes | None
+    nullable: bool  # field filter (null rows) vs CLK (never null)
+
+    @property
+    def output_length(self) -> int:
+        return self.hardening.output_length(self.length)
+
+
+def blip_sensitivity(schema: LinkageSchema, field: str | None = None) -> int:
+    """Most bits one token can change in a field filter (or, for ``None``, the CLK)."""
+    if field is None:
+        k = max(int(f.clk.bits_per_token or f.clk.bits_per_feature)
+                for f in schema.fields if f.clk is not None)
+        hard = schema.clk_hardening
+    else:
+        spec = schema.field(field)
+        if spec.filter is None:
+            raise ValueError("field has no filter")
+        k = int(spec.filter.bits_per_token or spec.filter.bits_per_feature)
+        hard = spec.filter.hardening
+    return k * (2 if hard.balance else 1)
+
+
+def encoded_arrow_schema(schema: LinkageSchema) -> pa.Schema:
+    """The Arrow schema of :func:`encode_records`' result."""
+    cols = [pa.field(f"bf_{f.name}", pa.binary(f.filter.output_length // 8))
+            for f in schema.filter_fields]
+    cols += [pa.field(f"eh_{f.name}", pa.int64()) for f in schema.exact_fields]
+    cols += [pa.field(f"bk_{b.name}", pa.int64()) for b in schema.blocking_keys]
+    cols.append(pa.field("clk", pa.binary(schema.clk_output_length // 8), nullable=False))
+    return pa.schema(cols)
+
+
+def encode_records(normalised: pd.DataFrame, schema: LinkageSchema, secret: LinkageSecret,
+                   rng: np.random.Generator | None = None) -> pa.Table:
+    """Encode a normalised frame (one object column per schema field) under ``secret``.
+
+    ``rng`` drives BLIP's random flips only (fresh randomness from ``secrets``
+    when omitted); pass a seeded generator in tests.
+    """
+    if not isinstance(normalised, pd.DataFrame):
+        raise TypeError("normalised must be a pandas DataFrame")
+    if not isinstance(secret, LinkageSecret):
+        raise TypeError("secret must be a LinkageSecret")
+    _check_columns(normalised, schema)
+    targets = _targets(schema, secret)
+    if rng is None and any(t.hardening.blip_epsilon is not None for t in targets.values()):
+        rng = np.random.default_rng(secrets.randbits(128))
+    data = _Data(normalised)
+    n = len(normalised)
+    arrays: list[pa.Array] = []
+    for f in schema.filter_fields:
+        packed, valid = _encode_target(targets[f.name], data, n, rng)
+        arrays.append(_fixed_binary(packed, valid))
+    for f in schema.exact_fields:
+        arrays.append(_hash_codes(secret.derive("exact", schema.id, f.name), data, f.name))
+    for b in schema.blocking_keys:
+        arrays.append(_blocking(secret.derive("blocking", schema.id, b.name), data, b.fields, n))
+    packed, _ = _encode_target(targets["#clk"], data, n, rng)
+    arrays.append(_fixed_binary(packed, None))
+    return pa.Table.from_arrays(arrays, schema=encoded_arrow_schema(schema))
+
+
+# --------------------------------------------------------------------------- set-up
+
+def _used_fields(schema: LinkageSchema) -> list[str]:
+    names: list[str] = []
+
+    def add(name: str) -> None:
+        if name not in names:
+            names.append(name)
+
+    for f in schema.fields:
+        if f.filter is not None:
+            add(f.name)
+            if f.filter.hardening.salt is not None:
+                add(f.filter.hardening.salt.field)
+        if f.clk is not None or f.exact_hash:
+            add(f.name)
+    if schema.clk_hardening.salt is not None:
+        add(schema.clk_hardening.salt.field)
+    for b in schema.blocking_keys:
+        for name in b.fields:
+            add(name)
+    return names
+
+
+def _check_columns(df: pd.DataFrame, schema: LinkageSchema) -> None:
+    missing = [name for name in _used_fields(schema) if name not in df.columns]
+    if missing:
+        raise SchemaMismatchError(
+            f"the normalised frame has no column for field{'s' if len(missing) > 1 else ''} "
+            + ", ".join(repr(m) for m in missing))
+
+
+def _targets(schema: LinkageSchema, secret: LinkageSecret) -> dict[str, _Target]:
+    sid = schema.id
+    out: dict[str, _Target] = {}
+    for f in schema.filter_fields:
+        h = f.filter.hardening
+        out[f.name] = _Target(
+            length=f.filter.length, hardening=h,
+            parts=(_Part(f, secret.derive("bloom", sid, f.name), f.filter.bits_per_token,
+                         f.filter.bits_per_feature),),
+            perm_key=secret.derive("permute", sid, f.name) if h.permute else None,
+            balance_key=secret.derive("permute", sid, f.name + "#balance") if h.balance else None,
+            nullable=True)
+    h = schema.clk_hardening
+    out["#clk"] = _Target(
+        length=schema.clk_length, hardening=h,
+        parts=tuple(_Part(f, secret.derive("clk", sid, f.name), f.clk.bits_per_token,
+                          f.clk.bits_per_feature) for f in schema.fields if f.clk is not None),
+        perm_key=secret.derive("permute", sid, "#clk") if h.permute else None,
+        balance_key=secret.derive("permute", sid, "#clk#balance") if h.balance else None,
+        nullable=False)
+    return out
+
+
+def _position_maps(target: _Target) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Where bit ``x < L`` of the raw filter ends up before folding: (set map, clear
+    map or None, packed balanced empty filter or None)."""
+    L = target.length
+    pmap = np.arange(L, dtype=np.int32)
+    if target.perm_key is not None:
+        pmap = hashing.inverse_permutation(hashing.keyed_permutation(target.perm_key, L))
+    clear = pattern = None
+    if target.balance_key is not None:
+        inv2 = hashing.inverse_permutation(hashing.keyed_permutation(target.balance_key, 2 * L))
+        clear = inv2[L + pmap]
+        pmap = inv2[pmap]
+        pattern = hardening.balance_pattern(inv2, L)
+    return pmap, clear, pattern
+
+
+# --------------------------------------------------------------------------- encoding
+
+def _column(df: pd.DataFrame, name: str) -> _Column:
+    codes, uniques = pd.factorize(df[name].to_numpy(dtype=object), use_na_sentinel=True)
+    codes = codes.astype(np.int64, copy=False)
+    values = list(uniques)
+    if values and pd.api.types.infer_dtype(uniques, skipna=False) != "string":
+        raise TypeError(f"column {name!r} of the normalised frame holds a value that is not a str")
+    if "" in values:
+        codes = codes.copy()
+        codes[codes == values.index("")] = -1
+    return _Column(codes, values)
+
+
+def _token_table(field: FieldSpec, values: list[str]) -> tokens.TokenTable:
+    tok = field.tokeniser
+    if tok.kind == "exact":
+        return tokens.exact_table(values)
+    return tokens.ngram_table(values, tok.n, padded=tok.padded,
+                              positional=tok.kind == "digit_ngrams", short_whole=True)
+
+
+class _Data:
+    """Factorised columns and token tables, each computed once per call."""
+
+    def __init__(self, df: pd.DataFrame) -> None:
+        self.df = df
+        self._cols: dict[str, _Column] = {}
+        self._tables: dict[str, tokens.TokenTable] = {}
+        self._utf8: dict[str, np.ndarray] = {}
+
+    def column(self, name: str) -> _Column:
+        if name not in self._cols:
+            self._cols[name] = _column(self.df, name)
+        return self._cols[name]
+
+    def encoded(self, name: str) -> np.ndarray:
+        """The column's distinct values as UTF-8 bytes (object array)."""
+        if name not in self._utf8:
+            uniques = self.column(name).uniques
+            arr = np.empty(len(uniques), dtype=object)
+            arr[:] = [v.encode("utf-8") for v in uniques]
+            self._utf8[name] = arr
+        return self._utf8[name]
+
+    def table(self, field: FieldSpec) -> tokens.TokenTable:
+        if field.name not in self._tables:
+            self._tables[field.name] = _token_table(field, self.column(field.name).uniques)
+        return self._tables[field.name]
+
+
+def _encode_target(target: _Target, data: _Data, n: int,
+                   rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
+    """Packed filters ``(n, output_length / 8)`` and the per-row validity."""
+    set_map, clear_map, pattern = _position_maps(target)
+    pre_bits = 2 * target.length if pattern is not None else target.length
+    salt = target.hardening.salt
+    salt_col = data.column(salt.field) if salt is not None else None
+    salt_gate = salt_col.codes >= 0 if salt_col is not None and salt.on_missing == "null" else None
+    if target.nullable:
+        valid = data.column(target.parts[0].field.name).codes >= 0
+        if salt_gate is not None:
+            valid &= salt_gate
+    else:
+        valid = np.ones(n, dtype=bool)
+    contributes = valid if target.nullable or salt_gate is None else salt_gate
+
+    prepared = []
+    for part in target.parts:
+        got = _prepare_part(part, data, salt_col, contributes, target.length, set_map, clear_map)
+        if got is not None:
+            prepared.append(got)
+
+    out = np.zeros((n, target.output_length // 8), dtype=np.uint8)
+    blip_p = None
+    if target.hardening.blip_epsilon is not None:
+        s = max(p.k_max for p in target.parts) * (2 if pattern is not None else 1)
+        blip_p = blip_flip_probability(target.hardening.blip_epsilon, s)
+    for a in range(0, n, CHUNK_ROWS):
+        b = min(n, a + CHUNK_ROWS)
+        tmp = np.zeros((b - a, pre_bits // 8), dtype=np.uint8)
+        if pattern is not None:
+            tmp[valid[a:b]] = pattern
+        for row_unit, entries in prepared:
+            if row_unit is None:
+                entries.set_rows(tmp, slice(a, b))
+            else:
+                entries.set_rows(tmp, row_unit[a:b])
+        tmp, nbits = hardening.fold(tmp, pre_bits, target.hardening.xor_fold)
+        if blip_p is not None:
+            v = valid[a:b]
+            hardening.blip(tmp, nbits, blip_p, rng, rows=None if v.all() else v)
+        out[a:b] = tmp
+    return out, valid
+
+
+def _prepare_part(part: _Part, data: _Data, salt_col: _Column | None, contributes: np.ndarray,
+                  L: int, set_map: np.ndarray, clear_map: np.ndarray | None):
+    """``(row_unit, Entries)`` -- each row's unit (its distinct value) and every
+    unit's token messages and bit positions -- or, for a salted target,
+    ``(None, SaltedEntries)``; None when no row contributes."""
+    col = data.column(part.field.name)
+    present = (col.codes >= 0) & contributes
+    if not present.any():
+        return None
+    table = data.table(part.field)
+    ntok = len(table.strings)
+    counts = table.counts
+    if part.bits_per_token is not None:
+        value_k = np.full(len(counts), part.bits_per_token, dtype=np.int64)
+    else:
+        value_k = -(-part.bits_per_feature // np.maximum(counts, 1))
+    token_bytes = [t.encode("utf-8") for t in table.strings]
+    row_value = np.where(present, col.codes, -1)
+    if salt_col is not None:
+        slots = len(salt_col.uniques) + 1  # slot 0: unsalted
+        salted = kernels.SaltedEntries(row_value, salt_col.codes + 1, table.ptr, table.tok,
+                                       value_k, slots, ntok)
+        prefixes = [b"", *((s + UNIT_SEP).encode("utf-8") for s in salt_col.uniques)]
+        messages = [prefixes[s] + token_bytes[t] for s, t in
+                    zip(salted.pairs_salt.tolist(), salted.pairs_tok.tolist(), strict=True)]
+        pos_ptr, pos = hashing.token_positions(part.key, messages, salted.kmax, L)
+        salted.set_positions(pos_ptr, set_map[pos], None if clear_map is None else clear_map[pos])
+        salted.plan(len(set_map) // 8, uniform_k=part.bits_per_token is not None)
+        return None, salted
+    if part.bits_per_token is not None:
+        kmax = np.full(ntok, part.bits_per_token, dtype=np.int64)
+    else:
+        kmax = np.zeros(ntok, dtype=np.int64)
+        np.maximum.at(kmax, table.tok, np.repeat(value_k, counts))
+    pos_ptr, pos = hashing.token_positions(part.key, token_bytes, kmax, L)
+    entries = kernels.Entries(table.ptr, table.tok, value_k, None, pos_ptr, set_map[pos],
+                              None if clear_map is None else clear_map[pos])
+    entries.plan(row_value, len(set_map) // 8, kmax if part.bits_per_token is not None else None)
+    return row_value, entries
+
+
+def _hash_codes(key: bytes, data: _Data, name: str) -> pa.Array:
+    """Keyed exact hash of every row's value (hashed once per distinct value)."""
+    codes = data.column(name).codes
+    valid = codes >= 0
+    used = np.zeros(len(data.column(name).uniques) + 1, dtype=bool)  # + 1: all-missing column
+    used[codes[valid]] = True
+    idx = np.flatnonzero(used[:-1])
+    vals = np.zeros(len(used), dtype=np.int64)
+    if len(idx):
+        vals[idx] = hashing.hmac_int64(key, data.encoded(name)[idx].tolist())
+    return pa.array(vals[np.where(valid, codes, 0)], type=pa.int64(), mask=~valid)
+
+
+def _blocking(key: bytes, data: _Data, names: tuple[str, ...], n: int) -> pa.Array:
+    """Keyed hash of the U+001F-joined components (once per distinct combination)."""
+    cols = [data.column(name) for name in names]
+    valid = np.ones(n, dtype=bool)
+    for c in cols:
+        valid &= c.codes >= 0
+    combo = np.zeros(int(valid.sum()), dtype=np.int64)
+    for c in cols:
+        combo, _ = pd.factorize(combo * (len(c.uniques) + 1) + c.codes[valid])
+        combo = combo.astype(np.int64, copy=False)
+    ncombo = int(combo.max()) + 1 if len(combo) else 0
+    out = np.zeros(n, dtype=np.int64)
+    if ncombo:
+        rep = np.empty(ncombo, dtype=np.int64)
+        rep[combo] = np.flatnonzero(valid)
+        parts = [data.encoded(name)[c.codes[rep]].tolist() for name, c in zip(names, cols, strict=True)]
+        messages = list(map(UNIT_SEP.encode("utf-8").join, zip(*parts, strict=True)))
+        out[valid] = hashing.hmac_int64(key, messages)[combo]
+    return pa.array(out, type=pa.int64(), mask=~valid)
+
+
+def _fixed_binary(packed: np.ndarray, valid: np.ndarray | None) -> pa.Array:
+    n, width = packed.shape
+    data = pa.py_buffer(np.ascontiguousarray(packed))
+    if valid is None or valid.all():
+        return pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), n, [None, data])
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), n, [bitmap, data],
+                                                null_count=int(n - valid.sum()))

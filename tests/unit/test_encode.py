@@ -1,0 +1,317 @@
+"""Behaviour of linkage.encode (the native aidlink encoding v1).
+
+Known answers: tests/vectors/native/ (made by an independent stdlib-only
+implementation of the spec, tests/vectors/native/reference.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import hmac
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from linkage import encode as enc
+from linkage._bits import hashing, kernels, tokens
+from linkage.encode import (
+    blip_flip_probability,
+    blip_sensitivity,
+    encode_records,
+    encoded_arrow_schema,
+)
+from linkage.errors import SchemaMismatchError
+from linkage.keys import LinkageSecret
+from linkage.schema import load_schema, schema_from_document
+
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "native"
+sys.path.insert(0, str(VECTORS))
+import reference  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = LinkageSecret(bytes(range(32)))
+OTHER = LinkageSecret(bytes(range(1, 33)))
+
+
+def judicial_doc() -> dict:
+    return json.loads((ROOT / "schemas" / "judicial-assistance.linkage.json").read_text("utf-8"))
+
+
+def frame(rows: list[dict], schema) -> pd.DataFrame:
+    df = pd.DataFrame(rows, dtype=object)
+    for f in schema.field_names:
+        if f not in df.columns:
+            df[f] = None
+    return df[list(schema.field_names)].astype(object)
+
+
+ROWS = [
+    {"name": "张三", "name_pinyin": "zhang san", "id_number": "522199199003071234",
+     "birth_date": "1990-03-07", "birth_year": "1990", "sex": "M", "phone": "13800138000",
+     "address": "新场镇上林村2组", "region_code": "522199"},
+    {"name": "李四", "name_pinyin": "li si", "id_number": None, "birth_date": None,
+     "birth_year": None, "sex": "F", "phone": None, "address": "A", "region_code": None},
+    {"name": None, "name_pinyin": None, "id_number": "522199199003071234", "birth_date": "",
+     "birth_year": "1990", "sex": None, "phone": "", "address": None, "region_code": None},
+    {"name": "张三", "name_pinyin": "zhang san", "id_number": "522199199003071234",
+     "birth_date": "1990-03-07", "birth_year": "1991", "sex": "M", "phone": None,
+     "address": None, "region_code": None},
+]
+
+
+@pytest.fixture(scope="module")
+def judicial():
+    return load_schema("judicial-assistance")
+
+
+@pytest.fixture(scope="module")
+def table(judicial):
+    return encode_records(frame(ROWS, judicial), judicial, SECRET)
+
+
+def test_columns_types_and_lengths(judicial, table):
+    assert table.schema == encoded_arrow_schema(judicial)
+    names = table.column_names
+    assert names[:6] == ["bf_name", "bf_name_pinyin", "bf_id_number", "bf_birth_date", "bf_phone",
+                         "bf_address"]
+    assert names[-1] == "clk" and "eh_id_number" in names and "bk_dob_sex" in names
+    for f in judicial.filter_fields:
+        col = table[f"bf_{f.name}"]
+        assert col.type == pa.binary(f.filter.output_length // 8)
+        assert all(len(v) == f.filter.output_length // 8 for v in col.to_pylist() if v is not None)
+    assert table["clk"].type == pa.binary(judicial.clk_output_length // 8)
+    assert table["clk"].null_count == 0
+
+
+def test_null_rules(table):
+    rows = table.to_pylist()
+    assert rows[1]["bf_name"] is None  # salted by birth_year with on_missing null, year missing
+    assert rows[1]["bf_address"] is not None  # short unpadded value: one whole-value token
+    assert rows[2]["bf_name"] is None and rows[2]["eh_phone"] is None  # None and "" are missing
+    assert rows[2]["bf_birth_date"] is None
+    assert rows[1]["bk_dob_sex"] is None and rows[0]["bk_dob_sex"] is not None
+    assert rows[2]["bk_name_dob"] is None
+
+
+def test_matches_reference_and_vectors(judicial, table):
+    doc = judicial_doc()
+    for rec, got in zip(ROWS, table.to_pylist(), strict=True):
+        assert reference.encode_record(rec, doc, SECRET.value) == got
+
+
+@pytest.mark.parametrize("name", ["judicial_assistance", "hardening", "febrl"])
+def test_native_known_answer_vectors(name):
+    v = json.loads((VECTORS / f"{name}.json").read_text("utf-8"))
+    schema = schema_from_document(v["schema"])
+    got = encode_records(frame(v["records"], schema), schema,
+                         LinkageSecret(bytes.fromhex(v["secret"]))).to_pylist()
+    for g, e in zip(got, v["expected"], strict=True):
+        assert {k: base64.b64encode(x).decode() if isinstance(x, bytes) else x
+                for k, x in g.items()} == e
+
+
+def test_deterministic_and_secret_dependent(judicial, table):
+    again = encode_records(frame(ROWS, judicial), judicial, SECRET)
+    assert again.equals(table)
+    other = encode_records(frame(ROWS, judicial), judicial, OTHER).to_pylist()
+    for a, b in zip(table.to_pylist(), other, strict=True):
+        for k, v in a.items():
+            if v is not None:
+                assert v != b[k], k
+
+
+def test_salt_changes_filter_not_clk_contribution(table):
+    rows = table.to_pylist()
+    # rows 0 and 3: same name, birth years 1990 / 1991
+    assert rows[0]["bf_name"] != rows[3]["bf_name"]
+    assert rows[0]["bf_name_pinyin"] != rows[3]["bf_name_pinyin"]
+    assert rows[0]["bf_id_number"] == rows[3]["bf_id_number"]
+
+
+def test_unsalted_on_missing_hashes_bare_token(judicial):
+    doc = judicial_doc()
+    doc["fields"][0]["filter"]["hardening"]["salt"]["on_missing"] = "unsalted"
+    s = schema_from_document(doc)
+    plain = copy.deepcopy(doc)
+    del plain["fields"][0]["filter"]["hardening"]["salt"]
+    p = schema_from_document(plain)
+    rec = dict(ROWS[1])
+    a = encode_records(frame([rec], s), s, SECRET)["bf_name"][0].as_py()
+    b = encode_records(frame([rec], p), p, SECRET)["bf_name"][0].as_py()
+    assert a is not None and a == b
+
+
+def _schema_with(hard: dict, clk_hard: dict | None = None, **filter_kw):
+    doc = judicial_doc()
+    if "bits_per_feature" in filter_kw:
+        del doc["fields"][2]["filter"]["bits_per_token"]
+    doc["fields"][2]["filter"].update(filter_kw)
+    doc["fields"][2]["filter"]["hardening"] = hard
+    if clk_hard is not None:
+        doc["clk"]["hardening"] = clk_hard
+    return schema_from_document(doc)
+
+
+def _bits(b: bytes) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(b, dtype=np.uint8))
+
+
+IDS = [{"id_number": f"5221991990030{i:05d}"} for i in range(40)] + [{"id_number": None}]
+
+
+def test_permutation_preserves_popcount(judicial):
+    plain = _schema_with({})
+    perm = _schema_with({"permute": True})
+    a = encode_records(frame(IDS, plain), plain, SECRET)["bf_id_number"].to_pylist()
+    b = encode_records(frame(IDS, perm), perm, SECRET)["bf_id_number"].to_pylist()
+    for x, y in zip(a[:-1], b[:-1], strict=True):
+        assert x != y and _bits(x).sum() == _bits(y).sum()
+    p = hashing.keyed_permutation(SECRET.derive("permute", perm.id, "id_number"), 512)
+    assert sorted(p.tolist()) == list(range(512))
+    assert all(np.array_equal(_bits(y), _bits(x)[p]) for x, y in zip(a[:-1], b[:-1], strict=True))
+
+
+def test_balancing_gives_constant_weight():
+    s = _schema_with({"balance": True, "permute": True})
+    got = encode_records(frame(IDS, s), s, SECRET)["bf_id_number"].to_pylist()
+    assert got[-1] is None
+    for v in got[:-1]:
+        assert len(v) * 8 == 1024 and _bits(v).sum() == 512  # exactly half of 2L
+
+
+def test_xor_fold_halves_and_matches_manual_fold():
+    plain = _schema_with({})
+    folded = _schema_with({"xor_fold": 2})
+    a = encode_records(frame(IDS, plain), plain, SECRET)["bf_id_number"].to_pylist()
+    b = encode_records(frame(IDS, folded), folded, SECRET)["bf_id_number"].to_pylist()
+    for x, y in zip(a[:-1], b[:-1], strict=True):
+        bits = _bits(x)
+        bits = bits[:256] ^ bits[256:]
+        bits = bits[:128] ^ bits[128:]
+        assert len(y) == 16 and np.array_equal(_bits(y), bits)
+
+
+def test_blip_flip_rate_and_seeded_reproducibility():
+    eps = 4.0
+    plain = _schema_with({"permute": True})
+    blip = _schema_with({"permute": True, "blip": {"epsilon": eps}})
+    rows = IDS[:-1] * 25  # 1000 rows x 512 bits
+    a = encode_records(frame(rows, plain), plain, SECRET)["bf_id_number"].to_pylist()
+    b1 = encode_records(frame(rows, blip), blip, SECRET, rng=np.random.default_rng(7))
+    b2 = encode_records(frame(rows, blip), blip, SECRET, rng=np.random.default_rng(7))
+    assert b1.equals(b2)
+    flips = sum(int((_bits(x) ^ _bits(y)).sum()) for x, y in
+                zip(a, b1["bf_id_number"].to_pylist(), strict=True))
+    p = blip_flip_probability(eps, blip_sensitivity(blip, "id_number"))
+    assert blip_sensitivity(blip, "id_number") == 10
+    n = len(rows) * 512
+    assert abs(flips - n * p) < 5 * math.sqrt(n * p * (1 - p))
+    b3 = encode_records(frame(rows, blip), blip, SECRET, rng=np.random.default_rng(8))
+    assert not b3.equals(b1)
+
+
+def test_blip_does_not_touch_null_rows_and_defaults_to_fresh_randomness():
+    s = _schema_with({"blip": {"epsilon": 1.0}})
+    t1 = encode_records(frame(IDS, s), s, SECRET)
+    t2 = encode_records(frame(IDS, s), s, SECRET)
+    assert t1["bf_id_number"][40].as_py() is None
+    assert t1["bf_id_number"].to_pylist()[:40] != t2["bf_id_number"].to_pylist()[:40]
+
+
+def test_blip_flip_probability_formula():
+    assert blip_flip_probability(2.0, 1) == pytest.approx(1 / (1 + math.e ** 2))
+    f = 2 * blip_flip_probability(3.0, 10)  # Schnell & Borgs' f
+    assert 10 * math.log((1 - f / 2) / (f / 2)) == pytest.approx(3.0)
+    assert blip_flip_probability(1.0, 10) > blip_flip_probability(5.0, 10)
+    with pytest.raises(ValueError):
+        blip_flip_probability(0, 10)
+    s = _schema_with({"balance": True})
+    assert blip_sensitivity(s, "id_number") == 20  # balancing doubles what one token moves
+    assert blip_sensitivity(s) == 150  # CLK: address's bits_per_feature
+
+
+def test_bits_per_feature_spreads_bits():
+    s = _schema_with({}, bits_per_feature=120)
+    doc_bpf = copy.deepcopy(s.document)
+    assert "bits_per_token" not in doc_bpf["fields"][2]["filter"]
+    for value, T in (("5", 2), ("52", 3), ("522199199003071234", 19)):
+        got = encode_records(frame([{"id_number": value}], s), s, SECRET)["bf_id_number"][0].as_py()
+        k = math.ceil(120 / T)
+        key = SECRET.derive("bloom", s.id, "id_number")
+        toks = reference.tokenise(value, "digit_ngrams", 2, True)
+        assert len(toks) == T
+        expect = set()
+        for t in toks:
+            expect |= {w % 512 for w in reference.words(key, t.encode(), k)}
+        assert set(np.flatnonzero(_bits(got)).tolist()) == expect
+        assert 120 <= T * k < 120 + T
+
+
+def test_exact_hash_and_blocking_key_by_hand(judicial, table):
+    def h(key: bytes, msg: str) -> int:
+        return int.from_bytes(hmac.new(key, msg.encode(), hashlib.sha256).digest()[:8], "big",
+                              signed=True)
+
+    row = table.to_pylist()[0]
+    assert row["eh_id_number"] == h(SECRET.derive("exact", judicial.id, "id_number"),
+                                    "522199199003071234")
+    assert row["bk_dob_sex"] == h(SECRET.derive("blocking", judicial.id, "dob_sex"),
+                                  "1990-03-07\x1fM")
+    assert row["bk_pinyin_year"] == h(SECRET.derive("blocking", judicial.id, "pinyin_year"),
+                                      "zhang san\x1f1990")
+
+
+def test_same_result_for_every_bit_setting_strategy_and_chunking(judicial, monkeypatch):
+    doc = judicial_doc()
+    doc["clk"]["hardening"] = {"permute": True, "salt": {"field": "birth_year", "on_missing": "null"}}
+    s = schema_from_document(doc)
+    rows = (ROWS * 30)[:100]
+    base = encode_records(frame(rows, s), s, SECRET)
+    for force in ("bits", "units", "tokens"):
+        monkeypatch.setattr(kernels, "FORCE_STRATEGY", force)
+        assert encode_records(frame(rows, s), s, SECRET).equals(base), force
+    monkeypatch.setattr(kernels, "FORCE_STRATEGY", None)
+    monkeypatch.setattr(kernels.SaltedEntries, "DENSE_LIMIT", 0)
+    monkeypatch.setattr(enc, "CHUNK_ROWS", 7)
+    assert encode_records(frame(rows, s), s, SECRET).equals(base)
+
+
+def test_tokenisers_follow_the_spec():
+    vals = ["张三", "110", "a", "zhang san", "abcd"]
+    for n in (1, 2, 3):
+        for padded in (True, False):
+            for positional, kind in ((False, "char_ngrams"), (True, "digit_ngrams")):
+                for fast in (True, False):
+                    t = tokens.ngram_table(vals, n, padded=padded, positional=positional,
+                                           short_whole=True, fast=fast)
+                    for i, v in enumerate(vals):
+                        got = [t.strings[j] for j in t.tok[t.ptr[i]:t.ptr[i + 1]]]
+                        assert got == reference.tokenise(v, kind, n, padded)
+    t = tokens.ngram_table(["110"], 2, padded=True, positional=True, short_whole=True)
+    assert t.strings == ["1  1", "2 11", "3 10", "4 0 "]
+
+
+def test_empty_frame(judicial):
+    t = encode_records(frame([], judicial), judicial, SECRET)
+    assert t.num_rows == 0 and t.schema == encoded_arrow_schema(judicial)
+
+
+def test_errors_name_columns_never_values(judicial):
+    df = frame(ROWS, judicial).drop(columns=["phone"])
+    with pytest.raises(SchemaMismatchError, match="phone"):
+        encode_records(df, judicial, SECRET)
+    df = frame(ROWS, judicial)
+    df.loc[0, "id_number"] = 522199199003071234
+    with pytest.raises(TypeError) as e:
+        encode_records(df, judicial, SECRET)
+    assert "522199" not in str(e.value) and "id_number" in str(e.value)
+    with pytest.raises(TypeError):
+        encode_records(frame(ROWS, judicial), judicial, bytes(32))

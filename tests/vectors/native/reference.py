@@ -1,0 +1,187 @@
+"""Independent reference implementation of the native aidlink encoding v1.
+
+Written from the specification in the docstring of ``linkage/encode.py`` using
+only the Python standard library (``hmac``, ``hashlib``, ``math``): no numpy,
+no ``cryptography``, nothing imported from ``linkage``.  HKDF is written out
+per RFC 5869.  One record at a time, obviously slow, meant to be read.
+
+BLIP is random by design and is not reproduced here: ``encode_record`` returns
+the filters before BLIP (tests check BLIP statistically).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+
+HKDF_SALT = b"aidlink-linkage-secret-v1"
+US = "\x1f"
+
+
+def hkdf_sha256(ikm: bytes, info: bytes, length: int = 32, salt: bytes = HKDF_SALT) -> bytes:
+    """RFC 5869: extract then expand, HMAC-SHA256."""
+    prk = hmac.new(salt, ikm, hashlib.sha256).digest()
+    okm, t, i = b"", b"", 1
+    while len(okm) < length:
+        t = hmac.new(prk, t + info + bytes([i]), hashlib.sha256).digest()
+        okm += t
+        i += 1
+    return okm[:length]
+
+
+def derive(secret: bytes, purpose: str, schema_id: str, name: str) -> bytes:
+    info = f"aidlink/v1/{purpose}/{schema_id}/{name}".encode()
+    return hkdf_sha256(secret, info)
+
+
+def mac(key: bytes, msg: bytes) -> bytes:
+    return hmac.new(key, msg, hashlib.sha256).digest()
+
+
+def missing(v) -> bool:
+    return v is None or v == ""
+
+
+def tokenise(value: str, kind: str, n: int, padded: bool) -> list[str]:
+    if kind == "exact":
+        return [value]
+    s = value
+    if padded and n > 1:
+        s = " " * (n - 1) + value + " " * (n - 1)
+    if len(s) < n:
+        grams = [s]
+    else:
+        grams = [s[i:i + n] for i in range(len(s) - n + 1)]
+    if kind == "digit_ngrams":
+        return [f"{i + 1} {g}" for i, g in enumerate(grams)]
+    return grams
+
+
+def words(key: bytes, msg: bytes, k: int) -> list[int]:
+    out: list[int] = []
+    j = 0
+    while len(out) < k:
+        block = mac(key, msg) if j == 0 else mac(key, b"\xff" + j.to_bytes(4, "big") + msg)
+        out += [int.from_bytes(block[i:i + 4], "big") for i in range(0, 32, 4)]
+        j += 1
+    return out[:k]
+
+
+def permutation(key: bytes, n: int) -> list[int]:
+    label = b"aidlink-permutation-v1" + n.to_bytes(4, "big")
+    stream: list[int] = []
+    counter = 0
+
+    def word() -> int:
+        nonlocal counter
+        if not stream:
+            block = mac(key, label + counter.to_bytes(4, "big"))
+            stream.extend(int.from_bytes(block[i:i + 4], "big") for i in range(0, 32, 4))
+            counter += 1
+        return stream.pop(0)
+
+    p = list(range(n))
+    for i in range(n - 1, 0, -1):
+        limit = 2 ** 32 - (2 ** 32 % (i + 1))
+        w = word()
+        while w >= limit:
+            w = word()
+        j = w % (i + 1)
+        p[i], p[j] = p[j], p[i]
+    return p
+
+
+def harden(bits: list[int], hard: dict, perm_key: bytes, balance_key: bytes) -> list[int]:
+    if hard.get("permute"):
+        p = permutation(perm_key, len(bits))
+        bits = [bits[p[i]] for i in range(len(bits))]
+    if hard.get("balance"):
+        c = bits + [1 - b for b in bits]
+        p2 = permutation(balance_key, len(c))
+        bits = [c[p2[i]] for i in range(len(c))]
+    for _ in range(hard.get("xor_fold", 0)):
+        h = len(bits) // 2
+        bits = [a ^ b for a, b in zip(bits[:h], bits[h:], strict=True)]
+    return bits
+
+
+def to_bytes(bits: list[int]) -> bytes:
+    out = bytearray(len(bits) // 8)
+    for i, b in enumerate(bits):
+        if b:
+            out[i // 8] |= 0x80 >> (i % 8)
+    return bytes(out)
+
+
+def add_field(bits: list[int], value: str, field: dict, weights: dict, key: bytes,
+              salt: str | None) -> None:
+    tok = field["tokeniser"]
+    toks = tokenise(value, tok["kind"], tok.get("n", 2), tok.get("padded", True))
+    if "bits_per_token" in weights:
+        k = weights["bits_per_token"]
+    else:
+        k = math.ceil(weights["bits_per_feature"] / len(toks))
+    for t in toks:
+        msg = (t if salt is None else salt + US + t).encode("utf-8")
+        for w in words(key, msg, k):
+            bits[w % len(bits)] = 1
+
+
+def encode_record(record: dict, doc: dict, secret: bytes) -> dict:
+    """Column name -> bytes (filters), int (hashes) or None, for one record (before BLIP)."""
+    sid = doc["id"]
+    out: dict = {}
+    for f in doc["fields"]:
+        flt = f.get("filter")
+        if not flt:
+            continue
+        name = f["name"]
+        hard = flt.get("hardening", {})
+        v = record.get(name)
+        salt = None
+        null = missing(v)
+        if hard.get("salt") and not null:
+            s = record.get(hard["salt"]["field"])
+            if missing(s):
+                null = hard["salt"].get("on_missing", "null") == "null"
+            else:
+                salt = s
+        if null:
+            out["bf_" + name] = None
+            continue
+        bits = [0] * flt["length"]
+        add_field(bits, v, f, flt, derive(secret, "bloom", sid, name), salt)
+        bits = harden(bits, hard, derive(secret, "permute", sid, name),
+                      derive(secret, "permute", sid, name + "#balance"))
+        out["bf_" + name] = to_bytes(bits)
+    for f in doc["fields"]:
+        if f.get("exact_hash"):
+            v = record.get(f["name"])
+            out["eh_" + f["name"]] = None if missing(v) else int.from_bytes(
+                mac(derive(secret, "exact", sid, f["name"]), v.encode())[:8], "big", signed=True)
+    for b in doc.get("blocking_keys", []):
+        vs = [record.get(x) for x in b["fields"]]
+        out["bk_" + b["name"]] = None if any(missing(v) for v in vs) else int.from_bytes(
+            mac(derive(secret, "blocking", sid, b["name"]), US.join(vs).encode())[:8], "big",
+            signed=True)
+    clk = doc["clk"]
+    hard = clk.get("hardening", {})
+    bits = [0] * clk["length"]
+    salt = None
+    contribute = True
+    if hard.get("salt"):
+        s = record.get(hard["salt"]["field"])
+        if missing(s):
+            contribute = hard["salt"].get("on_missing", "null") != "null"
+        else:
+            salt = s
+    if contribute:
+        for f in doc["fields"]:
+            if f.get("clk") and not missing(record.get(f["name"])):
+                add_field(bits, record[f["name"]], f, f["clk"],
+                          derive(secret, "clk", sid, f["name"]), salt)
+    bits = harden(bits, hard, derive(secret, "permute", sid, "#clk"),
+                  derive(secret, "permute", sid, "#clk#balance"))
+    out["clk"] = to_bytes(bits)
+    return out
