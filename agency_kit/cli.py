@@ -7,7 +7,7 @@ import click
 from linkage import __version__
 from linkage.schema import load_schema
 
-from . import keys_cmd
+from . import clues_cmd, encode_cmd, keys_cmd
 from .clitools import aidlink_command
 
 
@@ -28,6 +28,8 @@ def schema_info(reporter, schema_path: str) -> dict:
 
 
 keys_cmd.register(cli)
+encode_cmd.register(cli)
+clues_cmd.register(cli)
 
 
 def main() -> None:

@@ -1,0 +1,293 @@
+"""The agency's encode pipeline: export file -> signed, sealed package + local vault.
+
+    read (chunks) -> map columns -> normalise -> encode -> token per row
+        -> vault (token -> row key, row number; stays here, encrypted)
+        -> package (manifest + Parquet, signed by the agency, sealed to the hub)
+
+Memory is bounded by the chunk size: each chunk is normalised and encoded on
+its own (in worker processes when ``workers > 1``) and appended to a temporary
+Parquet file; the package is then sealed from that file in authenticated
+chunks.  Writes are atomic: the package, the vault and the rejects report
+appear together at the end of a successful run, or not at all.
+
+Every row of the input is accounted for: ``rows_read = encoded + rejected``;
+``flagged`` counts encoded rows with at least one per-cell problem (an ID that
+fails its check digit is flagged and still encoded as digits, so a typo can
+still match).  The rejects report lists (row, column, rule) for every flagged
+cell and every rejected row -- never a value.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import logging
+import os
+import secrets as _secrets
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from linkage.encode import encode_records
+from linkage.errors import OutputExistsError, RosterError, SchemaMismatchError
+from linkage.keys import LinkageSecret
+from linkage.normalise import normalise_records
+from linkage.schema import LinkageSchema
+
+from .mapping import Mapping, apply_mapping, finish_attributes, row_key_text
+from .readers import Chunk, iter_chunks
+from .vault import VaultWriter
+
+log = logging.getLogger(__name__)
+
+# Fields whose presence makes a row linkable at all; a row with none of them is rejected.
+IDENTIFYING_NORMALISERS = frozenset({"chinese_name", "pinyin", "id_number", "phone", "text", "digits"})
+
+
+@dataclass(frozen=True)
+class EncodeOutputs:
+    package: Path
+    vault: Path
+    rejects: Path
+
+    @classmethod
+    def beside(cls, package: Path) -> EncodeOutputs:
+        stem = package.name.removesuffix(".aidpkg")
+        return cls(package, package.with_name(stem + ".vault"), package.with_name(stem + ".rejects.csv"))
+
+    def check_free(self, force: bool) -> None:
+        if force:
+            return
+        taken = [p for p in (self.package, self.vault, self.rejects) if p.exists()]
+        if taken:
+            raise OutputExistsError(
+                f"{taken[0]}: output exists (give --force to replace"
+                f"{' it' if len(taken) == 1 else f' all {len(taken)} outputs'})")
+
+
+def random_tokens(n: int, rng: Callable[[int], bytes] = os.urandom) -> np.ndarray:
+    """``n`` fresh 128-bit tokens as 32-char lower-case hex strings."""
+    raw = np.frombuffer(rng(16 * n), dtype=np.uint8).reshape(n, 16)
+    hexchars = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+    out = np.empty((n, 32), dtype=np.uint8)
+    out[:, 0::2] = hexchars[raw >> 4]
+    out[:, 1::2] = hexchars[raw & 15]
+    return out.view("S32").ravel().astype(str)
+
+
+# -- the per-chunk work (runs in worker processes) ---------------------------------------------
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(schema: LinkageSchema, secret_bytes: bytes, mapping: Mapping, reference_date: date) -> None:
+    _WORKER.update(schema=schema, secret=LinkageSecret(secret_bytes), mapping=mapping,
+                   reference_date=reference_date)
+
+
+@dataclass
+class ChunkResult:
+    first_row: int
+    n_rows: int
+    kept_offsets: np.ndarray  # offsets (within chunk) of encoded rows
+    row_keys: list[str]  # for kept rows
+    table: pa.Table  # encodings + attributes for kept rows (no token yet)
+    problems: pd.DataFrame  # row (file row number), column, rule
+    flagged: int
+    rejected: int
+
+
+def encode_chunk(chunk: Chunk) -> ChunkResult:
+    """Map, normalise and encode one chunk; problems carry file row numbers."""
+    schema: LinkageSchema = _WORKER["schema"]
+    mapping: Mapping = _WORKER["mapping"]
+    n = len(chunk.frame)
+    fields, attrs_raw, row_problems = apply_mapping(chunk, mapping)
+    normalised, problems = normalise_records(fields, schema)
+    # name problems by the agency's own column header where there is one
+    problems = problems.assign(column=problems["column"].map(lambda f: mapping.fields.get(f, f)))
+
+    ident = [f.name for f in schema.fields if f.normaliser in IDENTIFYING_NORMALISERS]
+    has_ident = normalised[ident].notna().any(axis=1).to_numpy() if ident else np.ones(n, bool)
+    blank = np.zeros(n, bool)
+    if len(chunk.blank_rows):
+        blank[np.asarray(chunk.blank_rows, dtype=np.int64)] = True
+    no_ident = ~has_ident & ~blank
+    keep = ~blank & has_ident
+
+    problems = pd.concat([
+        problems[keep[problems["row"].to_numpy(dtype=np.int64)]] if len(problems) else problems,
+        row_problems[keep[row_problems["row"].to_numpy(dtype=np.int64)]] if len(row_problems) else row_problems,
+        pd.DataFrame({"row": np.flatnonzero(blank), "column": "", "rule": "row.blank"}),
+        pd.DataFrame({"row": np.flatnonzero(no_ident), "column": "", "rule": "row.no_identifier"}),
+    ], ignore_index=True)
+    flagged_rows = np.zeros(n, bool)
+    if len(problems):
+        flagged_rows[problems["row"].to_numpy(dtype=np.int64)] = True
+    flagged = int((flagged_rows & keep).sum())
+
+    kept = np.flatnonzero(keep)
+    norm_kept = normalised.iloc[kept].reset_index(drop=True)
+    table = encode_records(norm_kept, schema, _WORKER["secret"])
+    attrs = finish_attributes(attrs_raw.iloc[kept].reset_index(drop=True), norm_kept, mapping, schema,
+                              _WORKER["reference_date"])
+    for name in attrs.columns:
+        table = table.append_column(name, pa.Array.from_pandas(attrs[name]))
+    keys = row_key_text(chunk, mapping) if mapping.row_key else [""] * n
+    row_keys = [keys[i] for i in kept]
+    problems = problems.assign(row=problems["row"].astype(np.int64) + chunk.first_row)
+    return ChunkResult(chunk.first_row, n, kept, row_keys, table, problems, flagged,
+                       int(blank.sum() + no_ident.sum()))
+
+
+def _encode_chunk_job(chunk: Chunk) -> ChunkResult:
+    return encode_chunk(chunk)
+
+
+# -- the whole run --------------------------------------------------------------------------------
+
+
+def encode_export(
+    *,
+    input_path: Path,
+    mapping: Mapping,
+    schema: LinkageSchema,
+    secret: LinkageSecret,
+    outputs: EncodeOutputs,
+    write_package: Callable[[Path, dict[str, Any]], dict[str, Any]],
+    vault_key: bytes,
+    encoding: str | None = None,
+    sheet: str | None = None,
+    chunk_rows: int = 50_000,
+    workers: int = 1,
+    force: bool = False,
+    progress: Callable[[int], None] | None = None,
+    reference_date: date | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Encode one export; returns the summary (counts, paths, package id, timings).
+
+    ``write_package(parquet_path, manifest_fields) -> manifest`` signs and seals
+    the encoded Parquet file into ``outputs.package`` (atomic); the caller binds
+    the keys and the roster.
+    """
+    t0 = time.perf_counter()
+    outputs.check_free(force)
+    if mapping.dataset_kind not in schema.datasets:
+        raise SchemaMismatchError(f"mapping: dataset kind {mapping.dataset_kind!r} is not in schema {schema.id}")
+    now = now or datetime.now(UTC)
+    reference_date = reference_date or now.date()
+    package_id = _secrets.token_hex(16)
+    out_dir = outputs.package.parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp_parquet = Path(tempfile.mkstemp(prefix=".aidlink-enc-", suffix=".parquet", dir=out_dir)[1])
+    tmp_rejects = Path(tempfile.mkstemp(prefix=".aidlink-rej-", suffix=".csv", dir=out_dir)[1])
+    counts = {"rows_read": 0, "encoded": 0, "flagged": 0, "rejected": 0}
+    rules: dict[str, int] = {}
+    try:
+        with VaultWriter(outputs.vault, key=vault_key, package_id=package_id, dataset=mapping.dataset,
+                         force=force) as vault, \
+                open(tmp_rejects, "w", encoding="utf-8-sig", newline="") as rej_f:
+            rej = csv.writer(rej_f)
+            rej.writerow(["row", "column", "rule"])
+            writer: pq.ParquetWriter | None = None
+            for res in _run_chunks(input_path, mapping, schema, secret, encoding, sheet, chunk_rows, workers,
+                                   reference_date):
+                tokens = random_tokens(res.table.num_rows)
+                table = res.table.add_column(0, "token", pa.array(tokens, pa.string()))
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp_parquet, table.schema, compression="zstd")
+                writer.write_table(table)
+                vault.add(tokens, (res.kept_offsets + res.first_row).tolist(), res.row_keys)
+                if len(res.problems):
+                    p = res.problems.sort_values(["row", "column"], kind="stable")
+                    rej.writerows(p[["row", "column", "rule"]].itertuples(index=False, name=None))
+                    for rule, n in p["rule"].value_counts().items():
+                        rules[rule] = rules.get(rule, 0) + int(n)
+                counts["rows_read"] += res.n_rows
+                counts["encoded"] += res.table.num_rows
+                counts["flagged"] += res.flagged
+                counts["rejected"] += res.rejected
+                if progress:
+                    progress(res.n_rows)
+            if writer is None:  # pragma: no cover - readers raise EmptyInputError first
+                raise SchemaMismatchError(f"{input_path}: nothing to encode")
+            writer.close()
+            manifest = write_package(tmp_parquet, {
+                "package_id": package_id,
+                "agency": mapping.agency,
+                "dataset": mapping.dataset,
+                "dataset_kind": mapping.dataset_kind,
+                "schema_id": schema.id,
+                "schema_fingerprint": schema.fingerprint,
+                "key_check_value": secret.key_check_value(),
+                "counts": dict(counts),
+            })
+        os.replace(tmp_rejects, outputs.rejects)
+    except BaseException:
+        for p in (outputs.package,):
+            # write_package is atomic itself; if it succeeded but the vault failed, remove it
+            if p.exists() and not force:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+        raise
+    finally:
+        for p in (tmp_parquet, tmp_rejects):
+            with contextlib.suppress(OSError):
+                p.unlink()
+    assert counts["rows_read"] == counts["encoded"] + counts["rejected"]
+    return {
+        "agency": mapping.agency,
+        "dataset": mapping.dataset,
+        "package": str(outputs.package),
+        "vault": str(outputs.vault),
+        "rejects": str(outputs.rejects),
+        "package_id": manifest.get("package_id", package_id),
+        "schema_fingerprint": schema.fingerprint,
+        "counts": counts,
+        "problems_by_rule": dict(sorted(rules.items())),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+def _run_chunks(input_path: Path, mapping: Mapping, schema: LinkageSchema, secret: LinkageSecret,
+                encoding: str | None, sheet: str | None, chunk_rows: int, workers: int,
+                reference_date: date) -> Iterator[ChunkResult]:
+    chunks = iter_chunks(input_path, columns_needed=mapping.source_columns, encoding=encoding or mapping.encoding,
+                         sheet=sheet or mapping.sheet, chunk_rows=chunk_rows, file_type=mapping.file_type)
+    jobs = chunks
+    init_args = (schema, bytes(secret.value), mapping, reference_date)
+    if workers <= 1:
+        _init_worker(*init_args)
+        for job in jobs:
+            yield _encode_chunk_job(job)
+        return
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=init_args) as pool:
+        # keep at most 2 chunks per worker in flight so memory stays bounded
+        pending: list = []
+        for job in jobs:
+            pending.append(pool.submit(_encode_chunk_job, job))
+            if len(pending) >= 2 * workers:
+                yield pending.pop(0).result()
+        for fut in pending:
+            yield fut.result()
+
+
+def check_agency_on_roster(roster: Any, agency: str, dataset_kind: str) -> None:
+    """The agency must be on the roster and allowed to send this dataset kind."""
+    entry = roster.agency(agency) if hasattr(roster, "agency") else None
+    if entry is None:
+        raise RosterError(f"agency {agency!r} is not on the roster")
+    kinds = getattr(entry, "datasets", None)
+    if kinds is not None and dataset_kind not in kinds:
+        raise RosterError(f"agency {agency!r} may not send dataset kind {dataset_kind!r} under this roster")
