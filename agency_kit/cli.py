@@ -7,11 +7,13 @@ import click
 from linkage import __version__
 from linkage.schema import load_schema
 
-from . import clues_cmd, encode_cmd, keys_cmd
-from .clitools import aidlink_command
+from . import keys_cmd
+from .clitools import LazyGroup, aidlink_command
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             lazy={"encode": "agency_kit.encode_cmd", "reveal": "agency_kit.clues_cmd",
+                   "clues": "agency_kit.clues_cmd"})
 @click.version_option(__version__, prog_name="agency-kit")
 def cli() -> None:
     """Encode your agency's records for privacy-preserving linkage."""
@@ -28,8 +30,6 @@ def schema_info(reporter, schema_path: str) -> dict:
 
 
 keys_cmd.register(cli)
-encode_cmd.register(cli)
-clues_cmd.register(cli)
 
 
 def main() -> None:

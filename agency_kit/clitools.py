@@ -96,3 +96,35 @@ def aidlink_command(group: click.Group, name: str | None = None, **kwargs: Any) 
         return group.command(name, **kwargs)(wrapper)
 
     return decorate
+
+
+class LazyGroup(click.Group):
+    """A click group whose heavier commands are registered only when used.
+
+    ``lazy`` maps a command name to the module whose ``register(group)``
+    defines it, so ``agency-kit keygen-secret`` does not pay for importing
+    pandas and numba, which only ``encode`` needs.
+    """
+
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def _load(self, name: str) -> None:
+        module = self.lazy.get(name)
+        if module is None:
+            return
+        import importlib
+
+        mod = importlib.import_module(module)
+        for key in [k for k, m in self.lazy.items() if m == module]:
+            del self.lazy[key]
+        mod.register(self)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            self._load(cmd_name)
+        return super().get_command(ctx, cmd_name)

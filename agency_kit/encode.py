@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import itertools
 import logging
 import os
 import secrets as _secrets
@@ -265,18 +266,21 @@ def _run_chunks(input_path: Path, mapping: Mapping, schema: LinkageSchema, secre
                 reference_date: date) -> Iterator[ChunkResult]:
     chunks = iter_chunks(input_path, columns_needed=mapping.source_columns, encoding=encoding or mapping.encoding,
                          sheet=sheet or mapping.sheet, chunk_rows=chunk_rows, file_type=mapping.file_type)
-    jobs = chunks
     init_args = (schema, bytes(secret.value), mapping, reference_date)
-    if workers <= 1:
+    first = next(chunks, None)
+    second = next(chunks, None) if first is not None else None
+    if workers <= 1 or second is None:  # one chunk: a process pool would only cost start-up time
         _init_worker(*init_args)
-        for job in jobs:
-            yield _encode_chunk_job(job)
+        for chunk in (c for c in (first, second) if c is not None):
+            yield _encode_chunk_job(chunk)
+        for chunk in chunks:
+            yield _encode_chunk_job(chunk)
         return
     with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=init_args) as pool:
         # keep at most 2 chunks per worker in flight so memory stays bounded
         pending: list = []
-        for job in jobs:
-            pending.append(pool.submit(_encode_chunk_job, job))
+        for chunk in itertools.chain((first, second), chunks):
+            pending.append(pool.submit(_encode_chunk_job, chunk))
             if len(pending) >= 2 * workers:
                 yield pending.pop(0).result()
         for fut in pending:
