@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from linkage.errors import FingerprintMismatchError
+from linkage.errors import FingerprintMismatchError, RosterError
 from linkage.keyfile import read_identity_file, read_secret_file
 from linkage.package import write_package
 from linkage.roster import load_roster
@@ -80,8 +80,8 @@ def register(cli: click.Group) -> None:
         secret = read_secret_file(secret_path, passphrase)
         identity = read_identity_file(identity_path, passphrase, role="agency")
         if identity.id != mapping.agency:
-            raise click.BadParameter(f"the identity is agency {identity.id!r} but the mapping says "
-                                     f"{mapping.agency!r}", param_hint="--identity")
+            raise RosterError(f"{identity_path}: the identity is agency {identity.id!r} but the mapping says "
+                              f"{mapping.agency!r}")
         hub = roster.hub
         raw_signing = identity.signing_key.private_bytes_raw()
 

@@ -8,12 +8,14 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -c 'import sys; assert sys.version_info >= (3, 11), "aidlink needs Python >= 3.11"'
   "$PY" -m venv .venv
 fi
-EXTRAS="${AIDLINK_EXTRAS:-hub,dev}"
+EXTRAS="${AIDLINK_EXTRAS-hub,dev}"  # AIDLINK_EXTRAS= (empty): the agency side only
 stamp=".venv/.aidlink-installed"
 want="$(cat constraints.txt pyproject.toml | sha256sum | cut -c1-16) $EXTRAS"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install -q --upgrade "pip>=24" 2>&1 | grep -v '^WARNING: Location' || true
-  .venv/bin/python -m pip install -q -c constraints.txt -e ".[${EXTRAS}]" 2>&1 | grep -v '^WARNING: Location' || true
-  .venv/bin/python -c "import linkage, agency_kit, hub" >/dev/null
+  target="."
+  [ -n "$EXTRAS" ] && target=".[${EXTRAS}]"
+  .venv/bin/python -m pip install -q -c constraints.txt -e "$target" 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -c "import linkage, agency_kit, synthetic" >/dev/null
   echo "$want" > "$stamp"
 fi
