@@ -12,10 +12,12 @@ EXTRAS="${AIDLINK_EXTRAS-hub,dev}"  # AIDLINK_EXTRAS= (empty): the agency side o
 stamp=".venv/.aidlink-installed"
 want="$(cat constraints.txt pyproject.toml | sha256sum | cut -c1-16) $EXTRAS"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  .venv/bin/python -m pip install -q --upgrade "pip>=24" 2>&1 | grep -v '^WARNING: Location' || true
+  log=.venv/pip-install.log
+  pipi() { .venv/bin/python -m pip install -q "$@" >>"$log" 2>&1 || { tail -n 30 "$log" >&2; exit 1; }; }
+  pipi --upgrade "pip>=24"
   target="."
   [ -n "$EXTRAS" ] && target=".[${EXTRAS}]"
-  .venv/bin/python -m pip install -q -c constraints.txt -e "$target" 2>&1 | grep -v '^WARNING: Location' || true
+  pipi -c constraints.txt -e "$target"
   .venv/bin/python -c "import linkage, agency_kit, synthetic" >/dev/null
   echo "$want" > "$stamp"
 fi
