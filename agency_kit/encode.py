@@ -19,6 +19,7 @@ cell and every rejected row -- never a value.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import csv
 import itertools
@@ -151,10 +152,6 @@ def encode_chunk(chunk: Chunk) -> ChunkResult:
                        int(blank.sum() + no_ident.sum()))
 
 
-def _encode_chunk_job(chunk: Chunk) -> ChunkResult:
-    return encode_chunk(chunk)
-
-
 # -- the whole run --------------------------------------------------------------------------------
 
 
@@ -261,30 +258,95 @@ def encode_export(
     }
 
 
+def _release_memory() -> None:
+    """Hand freed heap back to the operating system (glibc only; a no-op elsewhere).
+
+    A chunk's many small strings leave the heap fragmented; without this the
+    resident size of a long run creeps up chunk after chunk.
+    """
+    trim = _MALLOC_TRIM.get("fn", False)
+    if trim is False:
+        try:
+            import ctypes
+
+            trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            trim = None
+        _MALLOC_TRIM["fn"] = trim
+    if trim is not None:
+        trim(0)
+
+
+_MALLOC_TRIM: dict[str, Any] = {}
+
+
+def _encode_chunk_job(chunk: Chunk) -> ChunkResult:
+    try:
+        return encode_chunk(chunk)
+    finally:
+        _release_memory()
+
+
 def _run_chunks(input_path: Path, mapping: Mapping, schema: LinkageSchema, secret: LinkageSecret,
                 encoding: str | None, sheet: str | None, chunk_rows: int, workers: int,
                 reference_date: date) -> Iterator[ChunkResult]:
+    """Encoded chunks in file order.
+
+    With ``workers > 1`` this process is one of the workers: it encodes every
+    ``workers``-th chunk itself while ``workers - 1`` pool processes encode the
+    others, each with at most two chunks queued -- so that ``workers``
+    processes share the cores (the writing here is light) and memory stays
+    bounded by a few chunks per process.
+    """
     chunks = iter_chunks(input_path, columns_needed=mapping.source_columns, encoding=encoding or mapping.encoding,
                          sheet=sheet or mapping.sheet, chunk_rows=chunk_rows, file_type=mapping.file_type)
     init_args = (schema, bytes(secret.value), mapping, reference_date)
+    _init_worker(*init_args)
     first = next(chunks, None)
-    second = next(chunks, None) if first is not None else None
-    if workers <= 1 or second is None:  # one chunk: a process pool would only cost start-up time
-        _init_worker(*init_args)
-        for chunk in (c for c in (first, second) if c is not None):
-            yield _encode_chunk_job(chunk)
-        for chunk in chunks:
+    if first is None:
+        return
+    # a short first chunk is the only one: a process pool would only cost start-up time
+    if workers <= 1 or len(first) < chunk_rows:
+        for chunk in itertools.chain((first,), chunks):
             yield _encode_chunk_job(chunk)
         return
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=init_args) as pool:
-        # keep at most 2 chunks per worker in flight so memory stays bounded
-        pending: list = []
-        for chunk in itertools.chain((first, second), chunks):
-            pending.append(pool.submit(_encode_chunk_job, chunk))
-            if len(pending) >= 2 * workers:
-                yield pending.pop(0).result()
-        for fut in pending:
-            yield fut.result()
+    with ProcessPoolExecutor(max_workers=workers - 1, initializer=_init_worker, initargs=init_args) as pool:
+        # items in file order: ["future", Future] | ["local", Chunk] (ours, not yet encoded) | ["done", ChunkResult]
+        queue: collections.deque[list[Any]] = collections.deque()
+        source = itertools.chain((first,), chunks)
+        index = 0
+        exhausted = False
+
+        def top_up() -> None:
+            """Read until a chunk of ours is queued with a pool chunk after it (the pool
+            then has work while we encode ours)."""
+            nonlocal index, exhausted
+            while not exhausted:
+                kinds = [item[0] for item in queue]
+                if "local" in kinds and "future" in kinds[kinds.index("local") + 1:]:
+                    return
+                chunk = next(source, None)
+                if chunk is None:
+                    exhausted = True
+                    return
+                if index % workers == workers - 1:
+                    queue.append(["local", chunk])
+                else:
+                    queue.append(["future", pool.submit(_encode_chunk_job, chunk)])
+                index += 1
+
+        top_up()
+        while queue:
+            for item in queue:
+                if item[0] == "local":
+                    item[:] = ["done", _encode_chunk_job(item[1])]
+                    break
+            while queue and queue[0][0] != "local":
+                kind, obj = queue.popleft()
+                yield obj.result() if kind == "future" else obj
+                if kind == "done":
+                    break
+            top_up()
 
 
 def check_agency_on_roster(roster: Any, agency: str, dataset_kind: str) -> None:

@@ -75,6 +75,41 @@ def is_han(ch: str) -> bool:
     return HAN.match(ch) is not None
 
 
+def code_points(values: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(code points of all values, concatenated; start of each value; length of each)."""
+    lens = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+    starts = np.zeros(len(values), dtype=np.int64)
+    if len(values) > 1:
+        np.cumsum(lens[:-1], out=starts[1:])
+    cps = np.frombuffer("".join(values).encode("utf-32-le", "surrogatepass"), dtype="<u4")
+    return cps, starts, lens
+
+
+#: Per code point: 0 not yet known, 1 plain Han, 2 anything else (see plain_han_mask).
+_PLAIN_HAN = np.zeros(0x110000, dtype=np.uint8)
+
+
+def _is_plain_han_char(ch: str) -> bool:
+    return (HAN.match(ch) is not None and unicodedata.normalize("NFKC", ch) == ch
+            and ch.lower() == ch and not ch.isspace() and _INVISIBLE.match(ch) is None)
+
+
+def plain_han_mask(values: list[str]) -> np.ndarray:
+    """Per value: True when it is non-empty and every character is a Han character
+    that NFKC, lower-casing and :func:`fold` leave as it is -- so ``fold(v) == v``
+    and ``v`` is all Han.  (Compatibility ideographs, which NFKC changes, are not plain.)"""
+    cps, starts, lens = code_points(values)
+    if not len(cps):
+        return np.zeros(len(values), dtype=bool)
+    table = _PLAIN_HAN
+    seen = np.unique(cps)
+    for c in seen[table[seen] == 0].tolist():
+        table[c] = 1 if _is_plain_han_char(chr(c)) else 2
+    bad = np.zeros(len(cps) + 1, dtype=np.int64)
+    np.cumsum(table[cps] != 1, out=bad[1:])
+    return (lens > 0) & (bad[starts + lens] == bad[starts])
+
+
 def _fold_once(s: str, lower: bool) -> str:
     if not s.isascii():
         if not unicodedata.is_normalized("NFKC", s):
@@ -196,6 +231,41 @@ def to_simplified(s: str) -> str:
     return s
 
 
+def to_simplified_many(values: list[str]) -> list[str]:
+    """:func:`to_simplified` of every value, with one OpenCC call per round.
+
+    The values are joined with newlines: no OpenCC phrase holds a newline, so
+    no conversion reaches across two values.  A value holding a newline itself
+    (or a round whose line count comes back different) is converted on its own.
+    """
+    out = list(values)
+    todo = [i for i, s in enumerate(out) if not s.isascii()]
+    if not todo:
+        return out
+    conv = _converter()
+    if any("\n" in out[i] for i in todo):
+        alone = [i for i in todo if "\n" in out[i]]
+        for i in alone:
+            out[i] = to_simplified(out[i])
+        todo = [i for i in todo if "\n" not in out[i]]
+    for _ in range(4):
+        if not todo:
+            break
+        src = [out[i] for i in todo]
+        got = conv.convert("\n".join(src)).split("\n")
+        if len(got) != len(src):  # pragma: no cover - defensive
+            for i in todo:
+                out[i] = to_simplified(out[i])
+            break
+        changed = []
+        for i, s, t in zip(todo, src, got, strict=True):
+            if t != s:
+                out[i] = t
+                changed.append(i)
+        todo = changed
+    return out
+
+
 # ------------------------------------------------------------------- pinyin
 
 #: Surname readings that differ from a character's most common reading, and
@@ -240,6 +310,12 @@ SURNAME_READINGS: dict[str, tuple[str, ...]] = {
     "能": ("nai",),
 }
 _SURNAME_MAX = max(len(k) for k in SURNAME_READINGS)
+# the same tables by code point (pairs: first * 0x110000 + second), for pinyin_of_han_names
+_SINGLE_SURNAMES = {ord(k): "".join(x + " " for x in v) for k, v in SURNAME_READINGS.items() if len(k) == 1}
+_COMPOUND_SURNAMES = {ord(k[0]) * 0x110000 + ord(k[1]): "".join(x + " " for x in v)
+                      for k, v in SURNAME_READINGS.items() if len(k) == 2}
+_SINGLE_CODES = np.array(sorted(_SINGLE_SURNAMES), dtype=np.int64)
+_COMPOUND_CODES = np.array(sorted(_COMPOUND_SURNAMES), dtype=np.int64)
 
 
 def _ascii_toneless(reading: str) -> str:
@@ -321,6 +397,43 @@ def segment_pinyin(word: str) -> list[str]:
         out.append(word[i:i - neg])
         i -= neg
     return out
+
+
+def pinyin_of_han_names(values: list[str]) -> list[str | None]:
+    """Toneless pinyin of names that are all Han (checked by the caller): the
+    surname table for the first character(s) (as :func:`surname_prefix`), then
+    :func:`char_pinyin` per character, readings joined by one space; None when no
+    character has a reading.  The same as reading each name on its own, with the
+    work done per distinct character."""
+    if not values:
+        return []
+    cps, starts, lens = code_points(values)
+    chars, inverse = np.unique(cps, return_inverse=True)
+    readings = np.array([(py + " ") if (py := char_pinyin(chr(c))) else "" for c in chars.tolist()],
+                        dtype=object)
+    pieces = readings[inverse.ravel()]
+    # surnames: two characters (compounds) when the name has at least three, else one
+    hit2 = np.zeros(len(values), dtype=bool)
+    two = (lens >= 3).nonzero()[0]
+    if len(two):
+        a = starts[two]
+        pair = cps[a].astype(np.int64) * 0x110000 + cps[a + 1]
+        sel = np.isin(pair, _COMPOUND_CODES)
+        for i, p in zip(two[sel].tolist(), pair[sel].tolist(), strict=True):
+            pieces[starts[i]] = _COMPOUND_SURNAMES[p]
+            pieces[starts[i] + 1] = ""
+            hit2[i] = True
+    one = ((lens >= 2) & ~hit2).nonzero()[0]
+    firsts = cps[starts[one]].astype(np.int64)
+    sel = np.isin(firsts, _SINGLE_CODES)
+    for i, c in zip(one[sel].tolist(), firsts[sel].tolist(), strict=True):
+        pieces[starts[i]] = _SINGLE_SURNAMES[c]
+    # one newline after each name, then split
+    owner_shift = np.repeat(np.arange(len(values), dtype=np.int64), lens)
+    buf = np.full(len(cps) + len(values), "\n", dtype=object)
+    buf[np.arange(len(cps), dtype=np.int64) + owner_shift] = pieces
+    lines = "".join(buf.tolist()).split("\n")
+    return [line[:-1] or None for line in lines[:-1]]
 
 
 def surname_prefix(name: str) -> tuple[int, tuple[str, ...]] | None:

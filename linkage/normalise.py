@@ -35,6 +35,8 @@ from importlib import metadata
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import _cjk
 from . import idnumber as _id
@@ -171,6 +173,30 @@ def _name_core(s: str) -> tuple[str | None, list[str]]:
 _ALL_HAN = re.compile(f"[{_cjk.HAN_CLASS}]+")
 
 
+def _names(uniques: np.ndarray) -> list[np.ndarray]:
+    """``_name_one`` of every unique value, in bulk where a value is plain Han
+    (``fold`` leaves it alone): one OpenCC call for all of them."""
+    vals, probs, display = (np.full(len(uniques), None, dtype=object) for _ in range(3))
+    idx = np.flatnonzero(np.fromiter((type(u) is str for u in uniques), dtype=bool, count=len(uniques)))
+    strs = uniques[idx].tolist()
+    plain = _cjk.plain_han_mask(strs) if strs else np.zeros(0, dtype=bool)
+    fast = idx[plain]
+    fast_strs = [s for s, p in zip(strs, plain.tolist(), strict=True) if p]
+    if fast_strs and not unicodedata.is_normalized("NFKC", "".join(fast_strs)):  # pragma: no cover
+        fast, fast_strs = fast[:0], []
+    rest = np.ones(len(uniques), dtype=bool)
+    simplified = _cjk.to_simplified_many(fast_strs)
+    for i, s, value in zip(fast.tolist(), fast_strs, simplified, strict=True):
+        if s in _cjk.NULL_MARKERS:
+            continue
+        if value == s or (_ALL_HAN.fullmatch(value) and unicodedata.is_normalized("NFKC", value)):
+            vals[i] = display[i] = value
+            rest[i] = False
+    for i in np.flatnonzero(rest).tolist():
+        vals[i], probs[i], display[i] = _name_one(uniques[i])
+    return [vals, probs, display]
+
+
 def _name_one(v: object) -> tuple[str | None, str | None, str | None]:
     s = _text_of(v)
     if s is None:
@@ -245,6 +271,21 @@ def _pinyin_of_text(s: str) -> str | None:
 
 def _pinyin_of_name_value(v: object) -> tuple[str | None]:
     return (None,) if v is None else (_pinyin_of_text(str(v)),)
+
+
+def _pinyin_of_name_values(values: np.ndarray) -> np.ndarray:
+    """``_pinyin_of_name_value`` of every value; plain-Han names in bulk."""
+    out = np.full(len(values), None, dtype=object)
+    idx = np.flatnonzero(np.fromiter((type(v) is str for v in values), dtype=bool, count=len(values)))
+    strs = values[idx].tolist()
+    plain = _cjk.plain_han_mask(strs) if strs else np.zeros(0, dtype=bool)
+    out[idx[plain]] = _cjk.pinyin_of_han_names([s for s, p in zip(strs, plain.tolist(), strict=True) if p])
+    for i in idx[~plain].tolist():
+        (out[i],) = _pinyin_of_name_value(values[i])
+    for i in np.flatnonzero(np.fromiter((v is not None and type(v) is not str for v in values), dtype=bool,
+                                        count=len(values))).tolist():
+        (out[i],) = _pinyin_of_name_value(values[i])
+    return out
 
 
 def _pinyin_one(v: object) -> _Result:
@@ -347,6 +388,58 @@ def _date_one(v: object, today: date) -> _Result:
     if not (_EARLIEST <= d <= today):
         return None, "date.out_of_range"
     return d.isoformat(), None
+
+
+# The common shapes of a date written as text, already as fold() leaves them
+# (ASCII digits, no spaces): 1976-03-17, 1976/3/17, 1976.3.17, 1976年3月17日, 19760317.
+_FAST_YMD = "^(?P<y>[0-9]{4})[-/.年](?P<m>[0-9]{1,2})[-/.月](?P<d>[0-9]{1,2})[日号]?$"
+_FAST_8 = "^(?P<y>[0-9]{4})(?P<m>[0-9]{2})(?P<d>[0-9]{2})$"
+_MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
+
+
+def _dates(uniques: np.ndarray, today: date) -> list[np.ndarray]:
+    """``_date_one`` of every unique value; text in a common shape is parsed,
+    checked and written with array operations, the rest value by value."""
+    n = len(uniques)
+    vals = np.full(n, None, dtype=object)
+    probs = np.full(n, None, dtype=object)
+    rest = np.ones(n, dtype=bool)
+    idx = np.flatnonzero(np.fromiter((type(u) is str for u in uniques), dtype=bool, count=n))
+    if len(idx):
+        texts = pa.array(uniques[idx].tolist(), type=pa.string())
+        ymd = np.zeros((len(idx), 3), dtype=np.int64)
+        hit = np.zeros(len(idx), dtype=bool)
+        for pattern in (_FAST_YMD, _FAST_8):
+            todo = np.flatnonzero(~hit)
+            if not len(todo):
+                break
+            got = pc.extract_regex(texts.take(pa.array(todo)), pattern=pattern)
+            ok = got.is_valid().to_numpy(zero_copy_only=False)
+            if not ok.any():
+                continue
+            got = got.filter(pa.array(ok))
+            for k in range(3):
+                ymd[todo[ok], k] = pc.cast(got.field(k), pa.int64()).to_numpy()
+            hit[todo[ok]] = True
+        y, m, d = ymd[hit].T
+        leap = (y % 4 == 0) & ((y % 100 != 0) | (y % 400 == 0))
+        mdays = _MONTH_DAYS[np.clip(m, 0, 12)] + ((m == 2) & leap)
+        real = (y >= 1) & (m >= 1) & (m <= 12) & (d >= 1) & (d <= mdays)
+        key = y * 10000 + m * 100 + d
+        lo = _EARLIEST.year * 10000 + _EARLIEST.month * 100 + _EARLIEST.day
+        hi = today.year * 10000 + today.month * 100 + today.day
+        inside = real & (key >= lo) & (key <= hi)
+        where = idx[hit]
+        probs[where[~real]] = "date.unparseable"
+        probs[where[real & ~inside]] = "date.out_of_range"
+        if inside.any():
+            days = (np.array(y[inside] - 1970, dtype="datetime64[Y]").astype("datetime64[M]")
+                    + (m[inside] - 1)).astype("datetime64[D]") + (d[inside] - 1)
+            vals[where[inside]] = np.datetime_as_string(days, unit="D").astype(object)
+        rest[where] = False
+    for i in np.flatnonzero(rest).tolist():
+        vals[i], probs[i] = _date_one(uniques[i], today)
+    return [vals, probs]
 
 
 def _year_one(v: object, today: date) -> _Result:
@@ -462,6 +555,52 @@ def _address_pass(s: str) -> str | None:
     return s or None
 
 
+def _address_passes(texts: list[str]) -> list[str | None]:
+    """``_address_pass`` of every text.  The per-character steps run once over
+    all texts joined by newlines: ``fold`` leaves no newline in a text, and no
+    step matches across one (each pattern's context is a digit, a numeral or a
+    unit word, and the word-character filter keeps the newline)."""
+    joined = "\n".join(fold(t).replace(" ", "") for t in texts)
+    if "#" in joined:
+        joined = _HASH_NUMBER.sub("号", joined)
+    joined = _DIGIT_HYPHEN.sub("-", joined)
+    joined = _cjk.keep_word_chars(joined, keep="-\n")
+    if "-" in joined:
+        joined = _STRAY_HYPHEN.sub("", joined)
+    parts = _cjk.to_simplified_many(joined.split("\n"))
+    parts = _cjk.arabic_numerals("\n".join(parts)).split("\n")
+    if len(parts) != len(texts):  # pragma: no cover - defensive
+        return [_address_pass(t) for t in texts]
+    return [_cjk.strip_admin_prefixes(p) or None for p in parts]
+
+
+def _addresses(uniques: np.ndarray) -> list[np.ndarray]:
+    """``_address_one`` of every unique value: ``_settle`` run in rounds over
+    all values still changing."""
+    vals = np.full(len(uniques), None, dtype=object)
+    texts = [_text_of(u) for u in uniques]
+    active = [i for i, t in enumerate(texts) if t is not None]
+    cur: list[str | None] = list(texts)
+    for i, out in zip(active, _address_passes([texts[i] for i in active]), strict=True):
+        cur[i] = out
+    active = [i for i in active if cur[i] is not None]
+    for _ in range(4):
+        if not active:
+            break
+        nxt = _address_passes([cur[i] for i in active])  # type: ignore[misc]
+        still = []
+        for i, x in zip(active, nxt, strict=True):
+            if x != cur[i]:
+                cur[i] = x
+                if x is not None:
+                    still.append(i)
+        active = still
+    for i in range(len(uniques)):
+        if texts[i] is not None:
+            vals[i] = cur[i]
+    return [vals, np.full(len(uniques), None, dtype=object)]
+
+
 def _address_one(v: object) -> _Result:
     s = _text_of(v)
     if s is None:
@@ -534,12 +673,15 @@ def _normalise(normaliser: str, values: pd.Series) -> tuple[NormalisedColumn, _F
     codes, uniques = _factorize(values)
     extras: dict[str, np.ndarray] = {}
     if normaliser == "chinese_name":
-        vals, probs, display = _per_unique(uniques, _name_one, 3)
+        vals, probs, display = _names(uniques)
         extras["display"] = display
-    elif normaliser in ("date", "year"):
+    elif normaliser == "date":
+        vals, probs = _dates(uniques, date.today())
+    elif normaliser == "address":
+        vals, probs = _addresses(uniques)
+    elif normaliser == "year":
         today = date.today()
-        one = _date_one if normaliser == "date" else _year_one
-        vals, probs = _per_unique(uniques, lambda v: one(v, today), 2)
+        vals, probs = _per_unique(uniques, lambda v: _year_one(v, today), 2)
     else:
         vals, probs = _per_unique(uniques, _SIMPLE[normaliser], 2)
     col = NormalisedColumn(
@@ -584,9 +726,9 @@ def _derive(via: str, source: NormalisedColumn, factors: _Factors | None) -> pd.
         raise ValueError(f"unknown derivation {via!r}; expected one of {', '.join(DERIVATIONS)}")
     if via == "pinyin":
         if factors is not None:
-            (out,) = _per_unique(factors.per_unique, _pinyin_of_name_value, 1)
-            return _take(out, factors.codes, source.values)
-        return _map_values(source.values, _pinyin_of_name_value)
+            return _take(_pinyin_of_name_values(factors.per_unique), factors.codes, source.values)
+        codes, uniques = _factorize(source.values)
+        return _take(_pinyin_of_name_values(uniques), codes, source.values)
     if via == "year":
         if "birth_date" in source.extra:
             raise ValueError("cannot derive year from an id_number column: use birth_year")
