@@ -1,0 +1,235 @@
+"""Splink comparisons built from the linkage schema, on encodings only.
+
+Per schema field with a Bloom filter, one comparison with the levels
+
+1. null -- either filter is null (the value, or a salted filter's salt, was missing);
+2. exact -- the keyed hashes are equal (fields with ``exact_hash``), with a
+   term-frequency adjustment where the schema says ``frequency_adjust``;
+3. Dice >= each of the run's ``dice_levels`` (default 0.95, 0.85, 0.7);
+4. else.
+
+A field with a keyed hash but no filter gets null / exact / else.
+
+Household values (phone, address) are compared together in one comparison
+(:func:`household_comparison`): family members share them, so separate
+comparisons would count "same phone" and "same address" as independent
+evidence and link a family's members to each other.
+
+Level SQL names the two sides as Splink does in comparisons: ``"<column>_l"``
+and ``"<column>_r"`` (blocking rules, by contrast, use ``l.<column>``).
+
+The Dice similarity is computed in SQL from the filter's HUGEINT words and
+precomputed popcounts (see :mod:`hub.store`): ``|A & B|`` is the sum of
+``bit_count`` over the words, and ``Dice >= t`` is tested in integers as
+``20000 * |A & B| >= greatest(round(10000 t) * (|A| + |B|), 1)`` -- no
+division, no float, exact for thresholds of four decimals, and false when both
+filters are empty (0/0 counts as 0).
+
+Measured on DuckDB 2.0.1 (one thread, 1.3 M pairs, 512-bit filter): DuckDB
+computes an expression shared by several WHENs of a CASE once
+(common-subexpression elimination) -- but only when it is evaluated
+unconditionally, i.e. in the first WHEN and not behind an AND/OR short circuit.
+Hence the null level is written ``|A & B| IS NULL`` (a null filter has null
+words) and the 0/0 guard as ``greatest(..., 1)`` rather than ``|A|+|B| > 0 AND``:
+the comparison then costs 0.09 s instead of 0.18 s, one intersection instead of
+three.  HUGEINT words (128 bits) beat BIGINT words (about 2x) and the BIT type
+(about 5x, it allocates); integer thresholds beat a float Dice (about 1.6x).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from linkage.schema import FieldSpec, LinkageSchema
+
+from .store import FilterColumns, RecordLayout, q
+
+DICE_SCALE = 10000
+
+
+def side(column: str, which: str) -> str:
+    """A column of one side of a pair, as Splink names it in comparison levels: ``"<column>_l"``."""
+    return q(f"{column}_{which}")
+
+
+def intersection_sql(f: FilterColumns, left: str = "l", right: str = "r") -> str:
+    """``|A & B|`` of filter ``f`` between columns suffixed ``_<left>`` and ``_<right>`` (INTEGER)."""
+    terms = " + ".join(f"bit_count({side(w, left)} & {side(w, right)})" for w in f.words)
+    return f"CAST({terms} AS INTEGER)"
+
+
+def popcount_sum_sql(f: FilterColumns, left: str = "l", right: str = "r") -> str:
+    """``|A| + |B|`` of filter ``f`` (INTEGER)."""
+    return f"({side(f.popcount, left)} + {side(f.popcount, right)})"
+
+
+def dice_scaled_threshold(threshold: float) -> int:
+    """A Dice threshold in units of 1/10000; refuses thresholds with more than four decimals."""
+    t = round(threshold * DICE_SCALE)
+    if abs(t - threshold * DICE_SCALE) > 1e-6 or not 0 < t <= DICE_SCALE:
+        raise ValueError("Dice thresholds must lie in (0, 1] with at most four decimals")
+    return t
+
+
+def dice_at_least_sql(f: FilterColumns, threshold: float, left: str = "l", right: str = "r") -> str:
+    """SQL condition ``Dice(A, B) >= threshold`` for filter ``f`` (false for two empty filters:
+    the right side is at least 1, the left 0)."""
+    s = popcount_sum_sql(f, left, right)
+    return (f"{2 * DICE_SCALE} * {intersection_sql(f, left, right)}"
+            f" >= greatest({dice_scaled_threshold(threshold)} * {s}, 1)")
+
+
+def filter_null_sql(f: FilterColumns, left: str = "l", right: str = "r") -> str:
+    """SQL condition: filter ``f`` is null on either side -- written as ``|A & B| IS NULL`` (a null
+    filter has null words) so that the intersection is evaluated unconditionally in the first
+    WHEN of the CASE, which lets DuckDB compute it once for all the Dice levels."""
+    return f"{intersection_sql(f, left, right)} IS NULL"
+
+
+def dice_sql(f: FilterColumns, left: str = "l", right: str = "r") -> str:
+    """The Dice similarity of filter ``f`` as DOUBLE (0 for two empty filters); for diagnostics."""
+    s = popcount_sum_sql(f, left, right)
+    return f"(CASE WHEN {s} > 0 THEN 2.0 * {intersection_sql(f, left, right)} / {s} ELSE 0.0 END)"
+
+
+def null_sql(column: str, left: str = "l", right: str = "r") -> str:
+    """SQL condition: ``column`` is null on either side."""
+    return f"{side(column, left)} IS NULL OR {side(column, right)} IS NULL"
+
+
+def exact_sql(column: str, left: str = "l", right: str = "r") -> str:
+    """SQL condition: ``column`` equal on both sides."""
+    return f"{side(column, left)} = {side(column, right)}"
+
+
+def comparison_columns(field: FieldSpec, layout: RecordLayout) -> tuple[str, ...]:
+    """Every ``records`` column the comparison of ``field`` reads."""
+    cols: list[str] = []
+    if field.filter is not None:
+        fc = layout.filter(field.name)
+        cols += [*fc.words, fc.popcount]
+    if field.exact_hash:
+        cols.append(f"eh_{field.name}")
+    return tuple(cols)
+
+
+def field_comparison(field: FieldSpec, layout: RecordLayout, dice_levels: tuple[float, ...]) -> dict[str, Any]:
+    """The Splink comparison (a CustomComparison dict) for one schema field."""
+    levels: list[dict[str, Any]] = []
+    eh = f"eh_{field.name}"
+    if field.filter is not None:
+        fc = layout.filter(field.name)
+        levels.append({"sql_condition": filter_null_sql(fc), "label_for_charts": "null", "is_null_level": True})
+    else:
+        levels.append({"sql_condition": null_sql(eh), "label_for_charts": "null", "is_null_level": True})
+    if field.exact_hash:
+        level: dict[str, Any] = {"sql_condition": exact_sql(eh), "label_for_charts": "exact (keyed hash)"}
+        if field.frequency_adjust:
+            level["tf_adjustment_column"] = eh
+            level["tf_adjustment_weight"] = 1.0
+        levels.append(level)
+    if field.filter is not None:
+        for t in dice_levels:
+            levels.append({"sql_condition": dice_at_least_sql(fc, t), "label_for_charts": f"Dice >= {t:g}"})
+    levels.append({"sql_condition": "ELSE", "label_for_charts": "else"})
+    return {
+        "output_column_name": field.name,
+        "comparison_description": f"{field.name}: keyed hash / Dice of keyed Bloom filters",
+        "comparison_levels": levels,
+    }
+
+
+def compared_fields(schema: LinkageSchema) -> tuple[FieldSpec, ...]:
+    """The fields that get compared: those with a filter or a keyed hash."""
+    return tuple(f for f in schema.fields if f.filter is not None or f.exact_hash)
+
+
+# Values one household shares (normalisers): family members agree on them as a matter of course, so
+# their agreements are not independent evidence for non-matching pairs -- the Fellegi-Sunter model,
+# which multiplies per-comparison Bayes factors, would take "same phone and same address" for about
+# twice the evidence it is.  They are compared together, in one comparison whose u is estimated for
+# the combination.
+SHARED_NORMALISERS = frozenset({"phone", "address"})
+HOUSEHOLD = "household"
+
+
+@dataclass(frozen=True)
+class ComparisonSpec:
+    """One Splink comparison: its name, the schema fields and ``records`` columns it reads."""
+
+    name: str
+    fields: tuple[str, ...]
+    columns: tuple[str, ...]
+    doc: dict[str, Any] = field(repr=False, compare=False)
+
+
+def _null_flag_sql(f: FieldSpec, layout: RecordLayout) -> str:
+    """1 when field ``f`` cannot be compared (null on either side), else 0 -- evaluated for every pair."""
+    if f.filter is not None:
+        return f"CAST({filter_null_sql(layout.filter(f.name))} AS INTEGER)"
+    return f"CAST(({null_sql(f'eh_{f.name}')}) AS INTEGER)"
+
+
+def household_comparison(fields: tuple[FieldSpec, ...], layout: RecordLayout,
+                         dice_levels: tuple[float, ...], name: str = HOUSEHOLD) -> dict[str, Any]:
+    """One comparison over the household values (e.g. phone and address), levels in this order:
+
+    null (none comparable); all agree; each one agrees (exact hash, or Dice >= the second
+    level); each filter similar (Dice >= the last level); else.  The null level adds the
+    per-field null flags, so every intersection is computed in the first WHEN and shared.
+    """
+    strong_t = dice_levels[min(1, len(dice_levels) - 1)]
+    weak_t = dice_levels[-1]
+    strong: dict[str, str] = {}
+    for f in fields:
+        if f.exact_hash:
+            strong[f.name] = exact_sql(f"eh_{f.name}")
+        else:
+            strong[f.name] = dice_at_least_sql(layout.filter(f.name), strong_t)
+    flags = " + ".join(_null_flag_sql(f, layout) for f in fields)
+    levels: list[dict[str, Any]] = [
+        {"sql_condition": f"{flags} = {len(fields)}", "label_for_charts": "null", "is_null_level": True},
+        {"sql_condition": " AND ".join(f"({strong[f.name]})" for f in fields),
+         "label_for_charts": "all agree: " + " + ".join(f.name for f in fields)},
+    ]
+    for f in fields:
+        level = {"sql_condition": strong[f.name], "label_for_charts": f"{f.name} agrees"}
+        if f.exact_hash and f.frequency_adjust:
+            level.update(tf_adjustment_column=f"eh_{f.name}", tf_adjustment_weight=1.0)
+        levels.append(level)
+    for f in fields:
+        if f.filter is not None and (f.exact_hash or weak_t != strong_t):
+            levels.append({"sql_condition": dice_at_least_sql(layout.filter(f.name), weak_t),
+                           "label_for_charts": f"{f.name} Dice >= {weak_t:g}"})
+    levels.append({"sql_condition": "ELSE", "label_for_charts": "else"})
+    return {"output_column_name": name,
+            "comparison_description": "household values compared together: " + ", ".join(f.name for f in fields),
+            "comparison_levels": levels}
+
+
+def comparison_specs(schema: LinkageSchema, layout: RecordLayout,
+                     dice_levels: tuple[float, ...]) -> list[ComparisonSpec]:
+    """The model's comparisons, in schema order: one per compared field, except that two or more
+    household values (phone, address) share one comparison, placed where the first of them is."""
+    fields = compared_fields(schema)
+    shared = tuple(f for f in fields if f.normaliser in SHARED_NORMALISERS)
+    joint = len(shared) >= 2
+    name = HOUSEHOLD if HOUSEHOLD not in schema.field_names else f"{HOUSEHOLD}_values"
+    out: list[ComparisonSpec] = []
+    for f in fields:
+        if joint and f in shared:
+            if f is shared[0]:
+                cols = tuple(c for g in shared for c in comparison_columns(g, layout))
+                out.append(ComparisonSpec(name, tuple(g.name for g in shared), cols,
+                                          household_comparison(shared, layout, dice_levels, name)))
+            continue
+        out.append(ComparisonSpec(f.name, (f.name,), comparison_columns(f, layout),
+                                  field_comparison(f, layout, dice_levels)))
+    return out
+
+
+def schema_comparisons(schema: LinkageSchema, layout: RecordLayout,
+                       dice_levels: tuple[float, ...]) -> list[dict[str, Any]]:
+    """The Splink comparison dicts of :func:`comparison_specs`."""
+    return [c.doc for c in comparison_specs(schema, layout, dice_levels)]

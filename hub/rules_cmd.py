@@ -1,0 +1,64 @@
+"""``linkage-hub rules``: run the supervision rules over a match run's clusters.
+
+    linkage-hub rules --db hub.duckdb [--rules judicial-assistance] [--run RUN_ID] [--agency ROLE=ID ...]
+
+Writes the ``clues`` table (see :mod:`hub.rules`); ``--json`` prints counts per
+rule and receiver, never a token.
+"""
+
+from __future__ import annotations
+
+import click
+import duckdb
+
+from agency_kit.clitools import aidlink_command
+from linkage.errors import StateError
+from linkage.schema import load_schema
+
+from .rules import apply_rules, load_rules
+
+
+def latest_run(con: duckdb.DuckDBPyConnection) -> str:
+    """The most recent match run's id, or StateError when there is none."""
+    try:
+        rows = con.execute("SELECT run_id FROM runs ORDER BY finished_at DESC LIMIT 1").fetchall()
+    except duckdb.CatalogException:
+        rows = []
+    if not rows:
+        raise StateError("no match run in this database: run `linkage-hub match` first")
+    return rows[0][0]
+
+
+def register(cli: click.Group) -> None:
+    """Add ``rules`` to ``linkage-hub``."""
+
+    @aidlink_command(cli, "rules")
+    @click.option("--db", "db_path", required=True, type=click.Path(exists=True, dir_okay=False),
+                  help="The hub database.")
+    @click.option("--rules", "rules_path", default="judicial-assistance", show_default=True,
+                  help="Rule-set file or built-in name.")
+    @click.option("--schema", "schema_path", default="judicial-assistance", show_default=True,
+                  help="The linkage schema the rules are checked against (attribute minimisation).")
+    @click.option("--run", "run_id", default=None, help="The match run (default: the latest).")
+    @click.option("--agency", "agencies", multiple=True, metavar="ROLE=AGENCY_ID",
+                  help="Map a receiver role to an agency id (repeatable).")
+    def rules(reporter, db_path: str, rules_path: str, schema_path: str, run_id: str | None,
+              agencies: tuple[str, ...]) -> dict:
+        """Apply the rule set to a match run and store its clues."""
+        mapping = {}
+        for item in agencies:
+            role, sep, agency = item.partition("=")
+            if not sep or not role or not agency:
+                raise click.BadParameter("expected ROLE=AGENCY_ID", param_hint="--agency")
+            mapping[role] = agency
+        ruleset = load_rules(rules_path, load_schema(schema_path))
+        con = duckdb.connect(db_path)
+        try:
+            run = run_id or latest_run(con)
+            summary = apply_rules(con, ruleset, run, agencies=mapping or None)
+        finally:
+            con.close()
+        for rule_id, by_receiver in summary["clues"].items():
+            for receiver, n in by_receiver.items():
+                reporter.say(f"{rule_id}: {n} clue(s) for {receiver}")
+        return summary

@@ -1,0 +1,201 @@
+"""The Dice SQL and the comparison levels, checked by their rows against numpy."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pytest
+from test_hub_fixtures import encoded_table, make_people, manifest, tiny_schema
+
+from hub.comparisons import (
+    compared_fields,
+    comparison_specs,
+    dice_at_least_sql,
+    dice_scaled_threshold,
+    dice_sql,
+    field_comparison,
+    filter_null_sql,
+    household_comparison,
+    intersection_sql,
+)
+from hub.ingest import stage_table
+from hub.store import RecordLayout, create_records_sql, insert_records_sql
+from linkage.schema import load_schema
+
+
+def _pairs_table(table: pa.Table, schema) -> tuple[duckdb.DuckDBPyConnection, RecordLayout]:
+    """records (via the real staging SQL) and all their ordered pairs as ``pairs`` with _l/_r columns."""
+    layout = RecordLayout.from_schema(schema)
+    con = duckdb.connect()
+    con.execute(create_records_sql(layout))
+    staged = stage_table(manifest(schema, table, "d", "victims"), table, layout, 1)
+    con.register("staging", staged)
+    con.execute(insert_records_sql(layout, "staging"))
+    cols = [n for n, _ in layout.record_columns()]
+    sel = ", ".join(f'l."{c}" AS "{c}_l", r."{c}" AS "{c}_r"' for c in cols)
+    con.execute(f"CREATE TABLE pairs AS SELECT {sel} FROM records l, records r")
+    return con, layout
+
+
+def _numpy_dice(table: pa.Table, column: str, nbytes: int) -> tuple[np.ndarray, np.ndarray]:
+    vals = table.column(column).to_pylist()
+    null = np.array([v is None for v in vals])
+    a = np.stack([np.frombuffer(v or bytes(nbytes), np.uint8) for v in vals])
+    inter = np.bitwise_count(a[:, None, :] & a[None, :, :]).sum(-1).astype(np.int64)
+    pc = np.bitwise_count(a).sum(-1).astype(np.int64)
+    s = pc[:, None] + pc[None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dice = np.where(s > 0, 2 * inter / np.where(s > 0, s, 1), 0.0)
+    both_null = null[:, None] | null[None, :]
+    return dice, both_null
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    s = tiny_schema()
+    rng = np.random.default_rng(11)
+    people = make_people(s, 12, rng)
+    t = encoded_table(people, np.r_[np.arange(12), np.arange(6)], rng, moved=0.08, missing={"address": 0.2})
+    # two all-zero filters (0/0) on the 64-bit field
+    zero = pa.array([bytes(8) if i < 2 else v for i, v in enumerate(t.column("bf_phone").to_pylist())], pa.binary(8))
+    t = t.set_column(t.column_names.index("bf_phone"), "bf_phone", zero)
+    con, layout = _pairs_table(t, s)
+    return s, t, con, layout
+
+
+@pytest.mark.parametrize("field", ["id_number", "birth_date", "name", "phone", "address"])
+def test_dice_sql_equals_numpy_including_empty_and_null(pairs, field):
+    _s, t, con, layout = pairs
+    f = layout.filter(field)
+    got = con.execute(f"SELECT rid_l, rid_r, {dice_sql(f)}, {filter_null_sql(f)} FROM pairs"
+                      " ORDER BY rid_l, rid_r").fetchall()
+    dice, null = _numpy_dice(t, f.source, f.bits // 8)
+    n = t.num_rows
+    assert len(got) == n * n
+    for rl, rr, d, is_null in got:
+        i, j = rl - 1, rr - 1
+        assert is_null == bool(null[i, j])
+        if not is_null:
+            assert d == pytest.approx(dice[i, j], abs=1e-12)
+    if field == "phone":
+        assert dice[0, 1] == 0.0 and dice[0, 0] == 0.0  # 0/0 is 0
+
+
+@pytest.mark.parametrize("threshold", [0.95, 0.85, 0.7, 0.5, 1.0, 0.3333])
+@pytest.mark.parametrize("field", ["name", "phone", "address"])
+def test_dice_threshold_condition_is_exact(pairs, field, threshold):
+    _s, t, con, layout = pairs
+    f = layout.filter(field)
+    got = con.execute(f"SELECT rid_l, rid_r, coalesce({dice_at_least_sql(f, threshold)}, false) FROM pairs"
+                      " ORDER BY rid_l, rid_r").fetchall()
+    dice, null = _numpy_dice(t, f.source, f.bits // 8)
+    pc = np.bitwise_count(np.stack([np.frombuffer(v or bytes(f.bits // 8), np.uint8)
+                                    for v in t.column(f.source).to_pylist()])).sum(-1)
+    for rl, rr, ok in got:
+        i, j = rl - 1, rr - 1
+        if null[i, j]:
+            continue
+        # exact rational comparison: 2c / s >= t  <=>  20000 c >= round(10000 t) s, s > 0
+        c = dice[i, j] * (pc[i] + pc[j]) / 2
+        want = (pc[i] + pc[j]) > 0 and 20000 * round(c) >= round(threshold * 10000) * (pc[i] + pc[j])
+        assert ok == want
+    assert any(ok for *_, ok in got)
+
+
+def test_intersection_counts_words_of_a_short_last_word(pairs):
+    _s, t, con, layout = pairs
+    f = layout.filter("id_number")  # 320 bits: two 128-bit words and one 64-bit word
+    assert f.n_words == 3 and f.word_bits(2) == 64
+    got = con.execute(f"SELECT {intersection_sql(f)} FROM pairs WHERE rid_l = rid_r ORDER BY rid_l").fetchall()
+    want = [bin(int.from_bytes(v, "big")).count("1") for v in t.column(f.source).to_pylist()]
+    assert [g[0] for g in got] == want
+
+
+def test_dice_thresholds_must_have_four_decimals():
+    assert dice_scaled_threshold(0.95) == 9500
+    with pytest.raises(ValueError):
+        dice_scaled_threshold(0.12345)
+    with pytest.raises(ValueError):
+        dice_scaled_threshold(0)
+
+
+def test_comparison_levels_from_the_schema():
+    s = tiny_schema()
+    layout = RecordLayout.from_schema(s)
+    specs = comparison_specs(s, layout, (0.95, 0.85, 0.7))
+    comps = {c.name: c.doc for c in specs}
+    # phone and address are household values: one comparison, where phone was
+    assert [c.name for c in specs] == ["id_number", "birth_date", "name", "household"]
+    assert [f.name for f in compared_fields(s)] == ["id_number", "birth_date", "name", "phone", "address"]
+    assert specs[3].fields == ("phone", "address")
+    assert set(specs[3].columns) == {"bf_phone_0", "bf_phone_pc", "eh_phone", *layout.filter("address").words,
+                                     "bf_address_pc"}
+    labels = [lv["label_for_charts"] for lv in comps["id_number"]["comparison_levels"]]
+    assert labels == ["null", "exact (keyed hash)", "Dice >= 0.95", "Dice >= 0.85", "Dice >= 0.7", "else"]
+    assert [lv["label_for_charts"] for lv in comps["household"]["comparison_levels"]] == [
+        "null", "all agree: phone + address", "phone agrees", "address agrees", "phone Dice >= 0.7",
+        "address Dice >= 0.7", "else"]
+    phone_level = comps["household"]["comparison_levels"][2]
+    assert phone_level["tf_adjustment_column"] == "eh_phone"  # frequency_adjust in the schema
+    assert "tf_adjustment_column" not in comps["id_number"]["comparison_levels"][1]
+    assert comps["id_number"]["comparison_levels"][0]["is_null_level"] is True
+    judicial = load_schema("judicial-assistance")
+    assert [c.name for c in comparison_specs(judicial, RecordLayout.from_schema(judicial), (0.9,))] == [
+        "name", "name_pinyin", "id_number", "birth_date", "household"]
+    febrl = load_schema("febrl")  # no household values: one comparison per field
+    assert [c.name for c in comparison_specs(febrl, RecordLayout.from_schema(febrl), (0.9,))] == [
+        f.name for f in compared_fields(febrl)]
+
+
+def test_household_levels_by_their_rows(pairs):
+    from splink import SettingsCreator
+
+    s, t, con, layout = pairs
+    doc = household_comparison((s.field("phone"), s.field("address")), layout, (0.95, 0.85, 0.7))
+    settings = SettingsCreator(link_type="dedupe_only", unique_id_column_name="rid",
+                               comparisons=[doc]).get_settings("duckdb")
+    case = settings.comparisons[0]._case_statement
+    got = con.execute(f"SELECT rid_l, rid_r, {case} FROM pairs ORDER BY rid_l, rid_r").fetchall()
+    d_addr, null_addr = _numpy_dice(t, "bf_address", 64)
+    d_phone, null_phone = _numpy_dice(t, "bf_phone", 8)
+    eh = t.column("eh_phone").to_pylist()
+    seen = set()
+    for rl, rr, gamma in got:
+        i, j = rl - 1, rr - 1
+        phone_eq = eh[i] is not None and eh[j] is not None and eh[i] == eh[j]
+        addr_ok = not null_addr[i, j] and d_addr[i, j] >= 0.85
+        if null_addr[i, j] and null_phone[i, j] and (eh[i] is None or eh[j] is None):
+            want = -1
+        elif phone_eq and addr_ok:
+            want = 5
+        elif phone_eq:
+            want = 4
+        elif addr_ok:
+            want = 3
+        elif not null_phone[i, j] and d_phone[i, j] >= 0.7:
+            want = 2
+        elif not null_addr[i, j] and d_addr[i, j] >= 0.7:
+            want = 1
+        else:
+            want = 0
+        assert gamma == want, (rl, rr)
+        seen.add(want)
+    assert {5, 0} <= seen
+
+
+def test_splink_case_statement_gives_the_levels_of_the_sql(pairs):
+    """The CASE Splink builds from our levels assigns each pair the level our conditions say."""
+    from splink import SettingsCreator
+
+    s, t, con, layout = pairs
+    f = s.field("name")
+    settings = SettingsCreator(link_type="dedupe_only", unique_id_column_name="rid",
+                               comparisons=[field_comparison(f, layout, (0.9, 0.6))]).get_settings("duckdb")
+    case = settings.comparisons[0]._case_statement
+    got = con.execute(f"SELECT rid_l, rid_r, {case} FROM pairs ORDER BY rid_l, rid_r").fetchall()
+    dice, null = _numpy_dice(t, "bf_name", 32)
+    for rl, rr, gamma in got:
+        i, j = rl - 1, rr - 1
+        want = -1 if null[i, j] else 2 if dice[i, j] >= 0.9 else 1 if dice[i, j] >= 0.6 else 0
+        assert gamma == want
