@@ -57,10 +57,7 @@ CONTINUES = {
 
 # Pages of other owners whose examples are known not to run yet: page -> why.  The test is a strict
 # xfail for them, so it fails as soon as the page is fixed (then remove the entry).
-KNOWN_BROKEN = {
-    "formats/package.md": "its 'Commands' block is a synopsis marked ```bash ([--pq], [--hub-key BASE64], "
-                          "court.pub.json that no step creates): make it a runnable ```console block",
-}
+KNOWN_BROKEN: dict = {}
 
 NORUN_ALLOWED = re.compile(
     r"^(python3? -m (venv|pip)\b|pip3? install\b|\. \.?venv/bin/activate$|source \.?venv/bin/activate$"

@@ -61,10 +61,7 @@ KNOWN_UNDOCUMENTED = {
 
 # Example blocks of other owners' pages known not to validate: (page, text in the block) -> what to fix.
 # Strict xfail: the test fails once the example is fixed, so that the entry is removed.
-KNOWN_INVALID_EXAMPLES = {
-    ("formats/package.md", '"aidlink-public-identity"'): "the public-identity example has placeholders ('<b64, 32 bytes>') where "
-                                 "base64 keys belong; show a real one (agency-kit export-public writes one)",
-}
+KNOWN_INVALID_EXAMPLES: dict = {}
 
 SCHEMAS = sorted(p.name.removesuffix(".schema.json") for p in (ROOT / "schemas").glob("*.schema.json"))
 
