@@ -96,7 +96,7 @@ def _plain_splink(df: pd.DataFrame, comparisons: list, blocking: list, em_rules:
     import duckdb
     from splink import DuckDBAPI, Linker, SettingsCreator
 
-    from hub.model import INITIAL_PRIOR, choose_threshold, estimate_prior, prior_weight
+    from hub.model import INITIAL_PRIOR, choose_threshold, em_session, estimate_prior, prior_weight
     from hub.runconfig import Threshold
 
     t0 = time.perf_counter()
@@ -114,11 +114,8 @@ def _plain_splink(df: pd.DataFrame, comparisons: list, blocking: list, em_rules:
                                                      num_chunks=1)
     u_s = time.perf_counter() - t
     for r in em_rules:
-        try:
-            linker.training.estimate_parameters_using_expectation_maximisation(
-                r, estimate_without_term_frequencies=True)
-        except Exception as e:
-            log(f"  plain Splink: EM on {r!r} failed ({type(e).__name__}), skipped")
+        if em_session(linker, r, 2e6, 25) is None:
+            log("  plain Splink: an EM session failed, skipped")
     w0 = prior_weight(INITIAL_PRIOR)
     t = time.perf_counter()
     pred = linker.inference.predict(threshold_match_weight=w0, warning_mode="never").as_pandas_dataframe()

@@ -13,10 +13,12 @@ Timed, each in its own process (so peak memory is that process's own):
 * ours: ``ingest`` (all seven datasets, one transaction, Parquet copy) and
   ``match`` with the default run configuration -- blocking, u, EM, predict,
   prior, threshold, clustering, storing pairs and clusters;
-* plain Splink on the same records' normalised plaintext in the same run:
-  register the table, u by sampling, EM, predict with exact-key blocking on the
-  same keys (ID number, phone, birth date + sex, name + birth date, pinyin +
-  birth year) plus name, pinyin and address equality for its fuzzy recall.
+* plain Splink on the same records' normalised plaintext in the same run, with
+  the same discipline: exact-key blocking on the same keys (ID number, phone,
+  birth date + sex, name + birth date, pinyin + birth year) plus name, pinyin
+  and address equality in place of the LSH bands, each key capped at the same
+  pairs per record; u by sampling, EM (the hub's robust session helper), predict
+  on those pairs, the prior and threshold as the hub does, clustering.
 
 Reported: wall seconds per stage, pairs scored per second inside predict,
 peak resident memory, the ratio of our time to plain Splink's, and the floors
@@ -149,19 +151,50 @@ def hub_job(data: str, secret_bytes: bytes) -> dict[str, Any]:
             "clk": s.blocking.get("clk"), "peak_rss_mib": round(_peak_mib())}
 
 
+PLAIN_KEYS = {  # the hub's keyed blocking, on plaintext; exact name, pinyin and address stand in for the LSH bands
+    "id_number": "id_number", "phone": "phone", "k_dob_sex": "birth_date || '|' || sex",
+    "k_name_dob": "name || '|' || birth_date", "k_pinyin_year": "name_pinyin || '|' || birth_year",
+    "name": "name", "name_pinyin": "name_pinyin", "address": "address",
+}
+
+
 def plain_job(data: str) -> dict[str, Any]:
-    """Child process: plain Splink on the normalised plaintext of the same records."""
+    """Child process: plain Splink on the normalised plaintext of the same records, with the same
+    blocking discipline as the hub (keyed blocks capped at 5 pairs per record per key)."""
     import duckdb
     import splink.comparison_library as cl
     from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
+    from hub.block import (
+        block_size_cap,
+        create_table_as_sql,
+        keyed_block_sizes_sql,
+        keyed_pairs_sql,
+        union_pairs_sql,
+    )
+    from hub.model import INITIAL_PRIOR, choose_threshold, em_session, estimate_prior, prior_weight
+    from hub.runconfig import RunConfig
+
     d = Path(data)
+    cfg = RunConfig()
     t0 = time.perf_counter()
     con = duckdb.connect(config={"memory_limit": "6GB", "temp_directory": str(d / "plain_tmp")})
     con.execute("SET enable_progress_bar = false")
     files = [str(d / f"{ds}.plain.parquet") for ds in DATASETS if (d / f"{ds}.plain.parquet").exists()]
-    con.execute("CREATE TABLE plain AS SELECT row_number() OVER () AS unique_id, * FROM read_parquet(?)", [files])
+    keys = ", ".join(f"{expr} AS {name}" for name, expr in PLAIN_KEYS.items() if name.startswith("k_"))
+    con.execute(f"CREATE TABLE plain AS SELECT row_number() OVER () AS rid, *, {keys} FROM read_parquet(?)", [files])
+    n = con.execute("SELECT count(*) FROM plain").fetchall()[0][0]
     load_s = time.perf_counter() - t0
+    t = time.perf_counter()
+    parts = []
+    for mk, col in enumerate(PLAIN_KEYS):
+        hist = con.execute(keyed_block_sizes_sql("plain", col)).fetchall()
+        cap, _ = block_size_cap(hist, cfg.blocking.max_pairs_per_record * n, cfg.blocking.max_block_size)
+        con.execute(create_table_as_sql(f"pp_{mk}", keyed_pairs_sql("plain", col)), [cap, mk])
+        parts.append(f"pp_{mk}")
+    con.execute(union_pairs_sql(parts, "plain_pairs"))
+    n_pairs = con.execute("SELECT count(*) FROM plain_pairs").fetchall()[0][0]
+    block_s = time.perf_counter() - t
     db_api = DuckDBAPI(connection=con)
     sdf = db_api.register("plain")
     comparisons = [
@@ -170,42 +203,38 @@ def plain_job(data: str) -> dict[str, Any]:
         cl.ExactMatch("sex"), cl.LevenshteinAtThresholds("phone", [1, 2]),
         cl.JaroWinklerAtThresholds("address", [0.9, 0.7]),
     ]
-    blocking = [block_on("id_number"), block_on("phone"), block_on("birth_date", "sex"),
-                block_on("name", "birth_date"), block_on("name_pinyin", "birth_year"), block_on("name"),
-                block_on("name_pinyin"), block_on("address")]
-    settings = SettingsCreator(link_type="dedupe_only", comparisons=comparisons,
-                               blocking_rules_to_generate_predictions=blocking,
-                               probability_two_random_records_match=1e-4, retain_matching_columns=False)
+    settings = SettingsCreator(link_type="dedupe_only", unique_id_column_name="rid", comparisons=comparisons,
+                               probability_two_random_records_match=INITIAL_PRIOR, retain_matching_columns=False)
     linker = Linker(sdf, settings, log_level=None)
     t = time.perf_counter()
-    linker.training.estimate_u_using_random_sampling(max_pairs=1e6, seed=1, min_count_per_level=None, num_chunks=1)
+    linker.training.estimate_u_using_random_sampling(max_pairs=cfg.training.u_max_pairs, seed=1,
+                                                     min_count_per_level=None, num_chunks=1)
     u_s = time.perf_counter() - t
     t = time.perf_counter()
     for r in (block_on("id_number"), block_on("name_pinyin", "birth_year"), block_on("phone")):
-        try:
-            linker.training.estimate_parameters_using_expectation_maximisation(
-                r, estimate_without_term_frequencies=True, max_pairs=2e6)
-        except Exception as e:
-            log(f"scale: plain Splink EM failed ({type(e).__name__}), skipped")
+        if em_session(linker, r, cfg.training.em_max_pairs, cfg.training.em_max_iterations) is None:
+            log("scale: plain Splink EM session failed, skipped")
     em_s = time.perf_counter() - t
     t = time.perf_counter()
-    pairs = linker.inference.compute_blocked_pairs_for_predict()
-    n_pairs = con.execute(f"SELECT count(*) FROM {pairs.physical_name}").fetchall()[0][0]
-    block_s = time.perf_counter() - t
-    t = time.perf_counter()
-    pred = linker.inference.predict(threshold_match_probability=0.9, warning_mode="never")
+    linker.table_management.register_blocked_pairs_for_predict(db_api.register("plain_pairs", table_name="pp"))
+    w0 = prior_weight(INITIAL_PRIOR)
+    pred = linker.inference.predict(threshold_match_weight=w0, warning_mode="never")
     predict_s = time.perf_counter() - t
-    n_links = con.execute(f"SELECT count(*) FROM {pred.physical_name}").fetchall()[0][0]
     t = time.perf_counter()
-    linker.clustering.cluster_pairwise_predictions_at_threshold(pred, threshold_match_probability=0.9)
+    bayes = con.execute(f"SELECT match_weight FROM {pred.physical_name}").fetchnumpy()["match_weight"] - w0
+    prior = estimate_prior(bayes, n * (n - 1) / 2)
+    th = choose_threshold(bayes + prior_weight(prior), cfg.link_threshold)
+    shifted = th.match_weight - prior_weight(prior) + w0  # the same cut on Splink's weights
+    links = con.execute(f"SELECT count(*) FROM {pred.physical_name} WHERE match_weight >= ?", [shifted]).fetchall()
+    linker.clustering.cluster_pairwise_predictions_at_threshold(pred, threshold_match_weight=shifted)
     cluster_s = time.perf_counter() - t
     total = time.perf_counter() - t0
-    return {"total_seconds": round(total, 1), "stages": {"load": round(load_s, 1), "u": round(u_s, 1),
-                                                         "em": round(em_s, 1), "blocking": round(block_s, 1),
+    return {"total_seconds": round(total, 1), "stages": {"load": round(load_s, 1), "blocking": round(block_s, 1),
+                                                         "u": round(u_s, 1), "em": round(em_s, 1),
                                                          "predict": round(predict_s, 1),
-                                                         "cluster": round(cluster_s, 1)},
+                                                         "prior_threshold_cluster": round(cluster_s, 1)},
             "pairs_scored": int(n_pairs), "pairs_scored_per_second_in_predict": round(n_pairs / predict_s),
-            "links": int(n_links), "peak_rss_mib": round(_peak_mib())}
+            "links": int(links[0][0]), "peak_rss_mib": round(_peak_mib())}
 
 
 def _in_child(fn, *args) -> dict[str, Any]:

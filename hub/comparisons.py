@@ -13,7 +13,9 @@ A field with a keyed hash but no filter gets null / exact / else.
 Household values (phone, address) are compared together in one comparison
 (:func:`household_comparison`): family members share them, so separate
 comparisons would count "same phone" and "same address" as independent
-evidence and link a family's members to each other.
+evidence and link a family's members to each other.  Likewise the pinyin of a
+name is a fallback level of the name's comparison (:func:`fallback_comparison`),
+not a second comparison counting the same agreement twice.
 
 Level SQL names the two sides as Splink does in comparisons: ``"<column>_l"``
 and ``"<column>_r"`` (blocking rules, by contrast, use ``l.<column>``).
@@ -208,21 +210,70 @@ def household_comparison(fields: tuple[FieldSpec, ...], layout: RecordLayout,
             "comparison_levels": levels}
 
 
+# Derivations that make a field a function of its source: its agreement adds nothing once the
+# source agrees (toneless pinyin of the same name is the same pinyin) -- it only tells something
+# where the source disagrees (a homophone, a mistyped character).  Birth date, sex and region are
+# derived from the ID number only when the export lacks them, so they stay comparisons of their own.
+TOTAL_DERIVATIONS = frozenset({"pinyin"})
+
+
+def fallback_comparison(primary: FieldSpec, fallback: FieldSpec, layout: RecordLayout,
+                        dice_levels: tuple[float, ...]) -> dict[str, Any]:
+    """One comparison of ``primary`` with ``fallback`` (derived from it) as second-best evidence at
+    each Dice level: primary >= t1, fallback >= t1, primary >= t2, fallback >= t2, ..., else.
+
+    Two separate comparisons would count a name agreement twice (once as characters, once as
+    pinyin).  The null level reads both intersections (arithmetic, no short circuit), so both are
+    computed once and shared by every level.
+    """
+    p, f = layout.filter(primary.name), layout.filter(fallback.name)
+    null = f"CAST({filter_null_sql(p)} AS INTEGER) * 2 + CAST({filter_null_sql(f)} AS INTEGER) >= 2"
+    levels: list[dict[str, Any]] = [{"sql_condition": null, "label_for_charts": "null", "is_null_level": True}]
+    if primary.exact_hash:
+        levels.append({"sql_condition": exact_sql(f"eh_{primary.name}"), "label_for_charts": "exact (keyed hash)"})
+    for t in dice_levels:
+        levels.append({"sql_condition": dice_at_least_sql(p, t), "label_for_charts": f"Dice >= {t:g}"})
+        levels.append({"sql_condition": dice_at_least_sql(f, t),
+                       "label_for_charts": f"{fallback.name} Dice >= {t:g}"})
+    levels.append({"sql_condition": "ELSE", "label_for_charts": "else"})
+    return {"output_column_name": primary.name,
+            "comparison_description": f"{primary.name}, with {fallback.name} where it disagrees",
+            "comparison_levels": levels}
+
+
 def comparison_specs(schema: LinkageSchema, layout: RecordLayout,
                      dice_levels: tuple[float, ...]) -> list[ComparisonSpec]:
-    """The model's comparisons, in schema order: one per compared field, except that two or more
-    household values (phone, address) share one comparison, placed where the first of them is."""
+    """The model's comparisons, in schema order: one per compared field, except that
+
+    * a field wholly derived from another compared field (pinyin from the name) is a fallback
+      level of its source's comparison (:func:`fallback_comparison`);
+    * two or more household values (phone, address) share one comparison, placed where the
+      first of them is (:func:`household_comparison`).
+    """
     fields = compared_fields(schema)
-    shared = tuple(f for f in fields if f.normaliser in SHARED_NORMALISERS)
+    by_name = {f.name: f for f in fields}
+    fallbacks = {f.derive_from: f for f in fields
+                 if f.derive_via in TOTAL_DERIVATIONS and f.derive_from in by_name and f.filter is not None
+                 and by_name[f.derive_from].filter is not None and not f.exact_hash}
+    merged = {f.name for f in fallbacks.values()}
+    shared = tuple(f for f in fields if f.normaliser in SHARED_NORMALISERS and f.name not in merged)
     joint = len(shared) >= 2
     name = HOUSEHOLD if HOUSEHOLD not in schema.field_names else f"{HOUSEHOLD}_values"
     out: list[ComparisonSpec] = []
     for f in fields:
+        if f.name in merged:
+            continue
         if joint and f in shared:
             if f is shared[0]:
                 cols = tuple(c for g in shared for c in comparison_columns(g, layout))
                 out.append(ComparisonSpec(name, tuple(g.name for g in shared), cols,
                                           household_comparison(shared, layout, dice_levels, name)))
+            continue
+        if f.name in fallbacks:
+            g = fallbacks[f.name]
+            out.append(ComparisonSpec(f.name, (f.name, g.name),
+                                      comparison_columns(f, layout) + comparison_columns(g, layout),
+                                      fallback_comparison(f, g, layout, dice_levels)))
             continue
         out.append(ComparisonSpec(f.name, (f.name,), comparison_columns(f, layout),
                                   field_comparison(f, layout, dice_levels)))

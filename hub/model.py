@@ -52,6 +52,7 @@ import json
 import logging
 import math
 import secrets
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -405,6 +406,11 @@ def scored_pairs_sql(predictions: str, output: str = "scored_pairs") -> str:
             f" FROM (SELECT rid_l, rid_r, match_weight + CAST(? AS DOUBLE) AS w FROM {predictions})")
 
 
+def weights_sql(predictions: str) -> str:
+    """Input: Splink's predictions table (its physical name, made by Splink).  Output: match_weight."""
+    return f"SELECT match_weight FROM {predictions}"
+
+
 def insert_pairs_sql(scored: str = "scored_pairs", records: str = "hub.records", target: str = "hub.pairs") -> str:
     """Input: ``scored(rid_l, rid_r, match_weight, match_probability)`` and ``records``; bound: run id,
     link threshold weight.  Output: the links appended to ``target``, tokens and datasets on both sides."""
@@ -520,6 +526,7 @@ def run_match(db_path: str | Path, cfg: RunConfig, *, run_id: str | None = None,
     if threads:
         config["threads"] = threads
     scratch = Path(work_dir) if work_dir else Path(db_path).with_name(Path(db_path).name + ".tmp")
+    scratch_is_ours = not scratch.exists()
     config["temp_directory"] = str(scratch)
     con = duckdb.connect(":memory:", config=config)
     try:
@@ -593,7 +600,7 @@ def run_match(db_path: str | Path, cfg: RunConfig, *, run_id: str | None = None,
         predict_rate = blocking.pairs / seconds["predict"] if seconds["predict"] > 0 else None
 
         t = time.perf_counter()
-        raw = con.execute(f"SELECT match_weight FROM {predictions.physical_name}").fetchnumpy()["match_weight"]
+        raw = con.execute(weights_sql(predictions.physical_name)).fetchnumpy()["match_weight"]
         bayes = np.asarray(raw, dtype=np.float64) - w0
         total_pairs = n * (n - 1) / 2
         prior = estimate_prior(bayes, total_pairs)
@@ -640,9 +647,19 @@ def run_match(db_path: str | Path, cfg: RunConfig, *, run_id: str | None = None,
         return summary
     finally:
         con.close()
+        if scratch_is_ours:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 BAYES_FLOOR_BITS = 0.0
+
+
+def _start_from_defaults(core_model_settings: Any) -> None:
+    """Clear the current m of every level (Splink then starts EM from its defaults); the trained
+    estimates of earlier sessions stay in each level's history."""
+    for comparison in core_model_settings.comparisons:
+        for level in comparison._comparison_levels_excluding_null:
+            level._m_probability = None
 
 
 def em_session(linker: Any, rule_sql: str, max_pairs: float | None, max_iterations: int) -> Any | None:
@@ -654,6 +671,10 @@ def em_session(linker: Any, rule_sql: str, max_pairs: float | None, max_iteratio
       with half the iterations (stopping before the collapse), down to 2.
     * A failed session leaves the linker's comparisons filtered to the ones it
       was training; the settings are restored from a copy before retrying.
+    * Every session starts from Splink's default m values, not from the median
+      of the earlier sessions: an m that an earlier session drove towards 0
+      would otherwise start this one at the collapse.  The earlier sessions'
+      estimates are kept (Splink takes the median over all of them afterwards).
     """
     from splink.internals.exceptions import SplinkException
 
@@ -663,6 +684,7 @@ def em_session(linker: Any, rule_sql: str, max_pairs: float | None, max_iteratio
     iterations = max_iterations
     try:
         while True:
+            _start_from_defaults(settings.core_model_settings)
             settings.training_settings = dataclasses.replace(original, max_iterations=iterations)
             try:
                 return linker.training.estimate_parameters_using_expectation_maximisation(

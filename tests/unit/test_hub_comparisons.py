@@ -141,8 +141,12 @@ def test_comparison_levels_from_the_schema():
     assert "tf_adjustment_column" not in comps["id_number"]["comparison_levels"][1]
     assert comps["id_number"]["comparison_levels"][0]["is_null_level"] is True
     judicial = load_schema("judicial-assistance")
-    assert [c.name for c in comparison_specs(judicial, RecordLayout.from_schema(judicial), (0.9,))] == [
-        "name", "name_pinyin", "id_number", "birth_date", "household"]
+    jspecs = comparison_specs(judicial, RecordLayout.from_schema(judicial), (0.9, 0.7))
+    # pinyin is the name's fallback (derived from it: one comparison, not two agreeing twice)
+    assert [c.name for c in jspecs] == ["name", "id_number", "birth_date", "household"]
+    assert jspecs[0].fields == ("name", "name_pinyin")
+    assert [lv["label_for_charts"] for lv in jspecs[0].doc["comparison_levels"]] == [
+        "null", "Dice >= 0.9", "name_pinyin Dice >= 0.9", "Dice >= 0.7", "name_pinyin Dice >= 0.7", "else"]
     febrl = load_schema("febrl")  # no household values: one comparison per field
     assert [c.name for c in comparison_specs(febrl, RecordLayout.from_schema(febrl), (0.9,))] == [
         f.name for f in compared_fields(febrl)]
@@ -199,3 +203,38 @@ def test_splink_case_statement_gives_the_levels_of_the_sql(pairs):
         i, j = rl - 1, rr - 1
         want = -1 if null[i, j] else 2 if dice[i, j] >= 0.9 else 1 if dice[i, j] >= 0.6 else 0
         assert gamma == want
+
+
+def test_pinyin_is_a_fallback_level_of_the_name_by_its_rows():
+    from splink import SettingsCreator
+
+    from linkage.schema import schema_from_document
+
+    doc = {"version": 1, "id": "names-v1", "fields": [
+        {"name": "name", "normaliser": "chinese_name", "tokeniser": {"kind": "char_ngrams", "n": 2},
+         "filter": {"length": 256, "bits_per_token": 12}, "clk": {"bits_per_token": 8}},
+        {"name": "name_pinyin", "normaliser": "pinyin", "derive": {"from": "name", "via": "pinyin"},
+         "tokeniser": {"kind": "pinyin_ngrams", "n": 2}, "filter": {"length": 256, "bits_per_token": 8}}],
+        "clk": {"length": 256}}
+    s = schema_from_document(doc, "names")
+    rng = np.random.default_rng(4)
+    people = make_people(s, 10, rng)
+    t = encoded_table(people, np.r_[np.arange(10), np.arange(5)], rng, moved=0.2, missing={"name": 0.2})
+    con, layout = _pairs_table(t, s)
+    specs = comparison_specs(s, layout, (0.9, 0.6))
+    assert [c.name for c in specs] == ["name"]
+    settings = SettingsCreator(link_type="dedupe_only", unique_id_column_name="rid",
+                               comparisons=[specs[0].doc]).get_settings("duckdb")
+    got = con.execute(f"SELECT rid_l, rid_r, {settings.comparisons[0]._case_statement} FROM pairs").fetchall()
+    d_name, null_name = _numpy_dice(t, "bf_name", 32)
+    d_py, null_py = _numpy_dice(t, "bf_name_pinyin", 32)
+    for rl, rr, gamma in got:
+        i, j = rl - 1, rr - 1
+        if null_name[i, j]:
+            want = -1 if null_py[i, j] else None
+        else:
+            py = -1.0 if null_py[i, j] else d_py[i, j]
+            want = (4 if d_name[i, j] >= 0.9 else 3 if py >= 0.9 else 2 if d_name[i, j] >= 0.6
+                    else 1 if py >= 0.6 else 0)
+        if want is not None:
+            assert gamma == want, (rl, rr)

@@ -87,7 +87,7 @@ def test_judicial_dependencies_follow_derivation_and_salt():
     assert deps["phone"] == {"phone"}
     layout = _layout(s)
     # a rule on the ID number must leave the ID filter, birth date and the (salted) names fixed
-    assert rule_conflicts(["eh_id_number"], s, layout) == {"id_number", "birth_date", "name", "name_pinyin"}
+    assert rule_conflicts(["eh_id_number"], s, layout) == {"id_number", "birth_date", "name"}
     # a rule on a household value holds the household comparison (phone and address) fixed
     assert rule_conflicts(["eh_phone"], s, layout) == {"household"}
     assert rule_conflicts([_layout(s).lsh[-1].columns[0]], s, layout) == {"household"}
@@ -102,7 +102,7 @@ def test_the_id_filter_is_held_fixed_on_an_id_hash_rule():
     r = em_rule(["bk_dob_sex"], s, layout)
     sql = r.sql(s, layout)
     assert "IS NOT DISTINCT FROM" in sql
-    assert {"id_number", "birth_date", "name", "name_pinyin"} <= _splink_fixed(settings, sql)
+    assert {"id_number", "birth_date", "name"} <= _splink_fixed(settings, sql)
     # without the pins Splink would have trained them on this sample
     assert _splink_fixed(settings, 'l."bk_dob_sex" = r."bk_dob_sex"') == set()
 
@@ -156,3 +156,26 @@ def test_threshold_probability_and_expected_quality():
 def test_prior_weight_is_log_odds():
     assert prior_weight(0.5) == 0.0
     assert prior_weight(1 / 1025) == pytest.approx(-10)
+
+
+def test_smoothing_gives_unseen_levels_a_small_probability_not_zero():
+    from hub.model import smooth_model, smoothed
+
+    assert smoothed([0.5, 0.5, None], 100) == pytest.approx([50.5 / 101.5, 50.5 / 101.5, 0.5 / 101.5])
+    model = {"comparisons": [{"output_column_name": "x", "comparison_levels": [
+        {"sql_condition": "a", "is_null_level": True},
+        {"sql_condition": "b", "m_probability": 1.0, "u_probability": 0.01},
+        {"sql_condition": "c", "m_probability": 0.0},  # u never seen
+        {"sql_condition": "ELSE", "u_probability": 0.99},  # m never seen
+    ]}]}
+    out = smooth_model(model, u_pairs=1e6, m_matches={"x": 1000.0})
+    levels = out["comparisons"][0]["comparison_levels"][1:]
+    ms = [lv["m_probability"] for lv in levels]
+    us = [lv["u_probability"] for lv in levels]
+    assert sum(ms) == pytest.approx(1) and sum(us) == pytest.approx(1)
+    assert min(ms) > 0 and ms[1] == pytest.approx(0.5 / 1001.5)  # about 1 / (2 n), not 0
+    assert us[1] == pytest.approx(0.5 / (1e6 + 1.5))
+    assert ms[0] == pytest.approx(1000.5 / 1001.5)  # well-observed levels barely move
+    assert "m_probability" not in model["comparisons"][0]["comparison_levels"][3]  # a copy
+    untrained = smooth_model(model, u_pairs=1e6, m_matches={})
+    assert untrained["comparisons"][0]["comparison_levels"][3].get("m_probability") is None
