@@ -391,9 +391,17 @@ def ingest_packages(db_path: str | Path, package_paths: Sequence[str | Path], *,
                     roster: Any, schema: str | Path | LinkageSchema | None = None,
                     now: datetime | None = None, lsh_seed: int | None = None) -> IngestSummary:
     """Open every package (all checks in ``open_package``), then :func:`ingest_opened` them."""
+    from linkage.errors import IntegrityError
     from linkage.package import open_package
 
-    opened = [open_package(p, recipient_private_key=hub_identity.sealing_key, roster=roster,
-                           recipient_id=hub_identity.id, now=now) for p in package_paths]
+    opened = []
+    for p in package_paths:
+        try:
+            opened.append(open_package(p, recipient_private_key=hub_identity.sealing_key, roster=roster,
+                                       recipient_id=hub_identity.id, now=now))
+        except IntegrityError:
+            # still one opaque message whatever failed; naming the operator's own file tells an
+            # attacker nothing, and tells the operator which package to ask for again
+            raise IntegrityError(f"{p}: {IntegrityError().message}") from None
     return ingest_opened(db_path, opened, schema=schema, roster_fingerprint=roster.schema_fingerprint,
                          now=now, lsh_seed=lsh_seed)

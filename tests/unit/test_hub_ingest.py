@@ -135,9 +135,11 @@ def test_a_bad_package_in_the_middle_leaves_the_database_unchanged(tmp_path, wor
     raw = bytearray(paths["b"].read_bytes())
     raw[-40] ^= 1
     bad.write_bytes(bytes(raw))
-    with pytest.raises(IntegrityError):
+    with pytest.raises(IntegrityError) as ei:
         _ingest(db, fed, s, [paths["c"], bad, paths["b"]])
     assert _snapshot(db) == before
+    # the one opaque message, prefixed by which of the operator's files failed
+    assert ei.value.message == f"{bad}: {IntegrityError().message}"
 
 
 def test_a_failure_while_loading_rolls_back_everything(tmp_path, world):
