@@ -44,6 +44,7 @@ from linkage.encode import encode_records
 from linkage.errors import OutputExistsError, RosterError, SchemaMismatchError
 from linkage.keys import LinkageSecret
 from linkage.normalise import normalise_records
+from linkage.roster import Roster
 from linkage.schema import LinkageSchema
 
 from .mapping import Mapping, apply_mapping, finish_attributes, row_key_text
@@ -349,11 +350,8 @@ def _run_chunks(input_path: Path, mapping: Mapping, schema: LinkageSchema, secre
             top_up()
 
 
-def check_agency_on_roster(roster: Any, agency: str, dataset_kind: str) -> None:
+def check_agency_on_roster(roster: Roster, agency: str, dataset_kind: str) -> None:
     """The agency must be on the roster and allowed to send this dataset kind."""
-    entry = roster.agency(agency) if hasattr(roster, "agency") else None
-    if entry is None:
-        raise RosterError(f"agency {agency!r} is not on the roster")
-    kinds = getattr(entry, "datasets", None)
-    if kinds is not None and dataset_kind not in kinds:
+    entry = roster.require_agency(agency)
+    if dataset_kind not in entry.datasets:
         raise RosterError(f"agency {agency!r} may not send dataset kind {dataset_kind!r} under this roster")

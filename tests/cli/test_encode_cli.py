@@ -258,3 +258,12 @@ def test_parquet_input_and_multiple_workers(fed, tmp_path, env):
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["counts"]["encoded"] == 200
     assert pq  # parquet module importable for the package payload
+
+
+def test_dataset_kind_not_on_the_roster_refused(fed, tmp_path, env):
+    src = write_csv(tmp_path / "x.csv", HEADER, rows())
+    other = dict(MAPPING, dataset_kind="civil_affairs_tekun")
+    res, out = run_encode(fed, tmp_path, src, other)
+    assert res.exit_code == 15, res.output
+    assert "civil_affairs_tekun" in res.stderr
+    assert_nothing_written(out)
