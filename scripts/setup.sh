@@ -8,7 +8,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -c 'import sys; assert sys.version_info >= (3, 11), "aidlink needs Python >= 3.11"'
   "$PY" -m venv .venv
 fi
-EXTRAS="${AIDLINK_EXTRAS-hub,dev}"  # AIDLINK_EXTRAS= (empty): the agency side only
+EXTRAS="${AIDLINK_EXTRAS-hub,spark,dev}"  # AIDLINK_EXTRAS= (empty): the agency side only
 stamp=".venv/.aidlink-installed"
 want="$(cat constraints.txt pyproject.toml | sha256sum | cut -c1-16) $EXTRAS"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
