@@ -75,6 +75,7 @@ import pyarrow.compute as pc
 
 from linkage.documents import read_json, validate_document
 from linkage.errors import ConfigError, Problem, SchemaMismatchError
+from linkage.idnumber import parse_ids
 from linkage.schema import LinkageSchema
 
 from .readers import NUMERIC_CELLS_ATTR, Chunk
@@ -584,9 +585,6 @@ def row_key_text(data: Chunk | pd.DataFrame, mapping: Mapping) -> list[str]:
 
 # -- derivations ----------------------------------------------------------------------------------
 
-_ID_WEIGHTS = np.array([7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2], dtype=np.int64)
-_ID_CHECK = np.frombuffer(b"10X98765432", dtype=np.uint8).astype(np.uint32)
-
 
 def _as_object(values: Any, n: int | None = None) -> np.ndarray:
     if values is None:
@@ -596,8 +594,9 @@ def _as_object(values: Any, n: int | None = None) -> np.ndarray:
 
 
 class IdFacts(NamedTuple):
-    """Per ID number: ``ok`` (a valid-check-digit 18-char or all-digit 15-char ID with a real
-    birth date), and its birth year, month, day and sex digit (odd = male)."""
+    """Per ID number: ``ok`` (valid by :func:`linkage.idnumber.parse_ids`: check character,
+    region, a real birth date; 15-digit numbers upgraded), and its birth year, month, day and sex
+    digit (odd = male)."""
 
     ok: np.ndarray
     year: np.ndarray
@@ -615,6 +614,8 @@ def id_facts(id_numbers: Any) -> IdFacts:
 
 
 def _id_facts(id_numbers: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Parse with :func:`linkage.idnumber.parse_ids` (the one definition of a valid number):
+    birth date and sex digit of the valid numbers, ``ok`` False elsewhere."""
     if isinstance(id_numbers, IdFacts):
         return tuple(id_numbers)  # type: ignore[return-value]
     ids = _as_object(id_numbers)
@@ -626,34 +627,13 @@ def _id_facts(id_numbers: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     sexd = np.zeros(n, np.int64)
     if n == 0:
         return ok, year, month, day, sexd
-    try:
-        lens = pc.utf8_length(pa.array(ids, pa.string(), from_pandas=True)).fill_null(0).to_numpy(
-            zero_copy_only=False).astype(np.int64)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):  # cells that are not strings
-        lens = np.fromiter((len(x) if isinstance(x, str) else 0 for x in ids), np.int64, n)
-    for width in (18, 15):
-        pos = np.flatnonzero(lens == width)
-        if not len(pos):
-            continue
-        cp = ids[pos].astype(f"U{width}").view(np.uint32).reshape(-1, width)
-        digits = cp[:, :17 if width == 18 else 15].astype(np.int64) - 48
-        good = ((digits >= 0) & (digits <= 9)).all(axis=1)
-        if width == 18:
-            last = cp[:, 17].copy()
-            last[last == ord("x")] = ord("X")
-            expect = _ID_CHECK[(digits @ _ID_WEIGHTS) % 11]  # rows that are not digits are masked by good
-            good &= last == expect
-            y = digits[:, 6] * 1000 + digits[:, 7] * 100 + digits[:, 8] * 10 + digits[:, 9]
-            m = digits[:, 10] * 10 + digits[:, 11]
-            d = digits[:, 12] * 10 + digits[:, 13]
-            s = digits[:, 16]
-        else:
-            y = 1900 + digits[:, 6] * 10 + digits[:, 7]
-            m = digits[:, 8] * 10 + digits[:, 9]
-            d = digits[:, 10] * 10 + digits[:, 11]
-            s = digits[:, 14]
-        ok[pos], year[pos], month[pos], day[pos], sexd[pos] = good, y, m, d, s
-    ok &= _valid_dates(year, month, day)
+    batch = parse_ids(ids)
+    codes, dates = pd.factorize(pd.Series(batch.birth_date, dtype=object), use_na_sentinel=True)
+    ymd = np.array([[int(t[:4]), int(t[5:7]), int(t[8:10])] for t in dates] + [[0, 0, 0]], dtype=np.int64)
+    picked = ymd[codes]  # code -1 picks the last row: zeros
+    ok = codes >= 0
+    year, month, day = picked[:, 0], picked[:, 1], picked[:, 2]
+    sexd = np.where(batch.sex == "M", 1, 0).astype(np.int64)
     return ok, year, month, day, sexd
 
 

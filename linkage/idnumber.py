@@ -101,6 +101,10 @@ class IdBatch:
     region_code: np.ndarray
     disability_category_digit: np.ndarray
     disability_grade_digit: np.ndarray
+    #: The year in the birth-date digits of any 18-character number (also one that fails its
+    #: region or check-character test, e.g. a typo elsewhere) when those digits are a real date
+    #: in range.  Only for salting: a wrong year costs a link, never a disclosure.
+    salt_year: np.ndarray
 
     def __len__(self) -> int:
         return len(self.value)
@@ -200,7 +204,8 @@ def _validate(m: np.ndarray, today_int: int) -> tuple[np.ndarray, ...]:
     """Checks on an (n, 18) uint32 matrix of code points, all ``[0-9]{17}[0-9X]``.
 
     Returns (rule code per row: 0 valid, 1 region, 2 birth date, 3 checksum;
-    the first 17 digits as an int32 matrix).
+    the first 17 digits as an int32 matrix; whether the birth-date digits are a
+    real date in range, whatever the other checks say).
     """
     d = m[:, :17].astype(np.int32) - _ORD0
     expected = _CHECK_CODES[(d @ _W) % 11]
@@ -214,11 +219,11 @@ def _validate(m: np.ndarray, today_int: int) -> tuple[np.ndarray, ...]:
     ymd = y * 10000 + mo * 100 + dd
     date_ok = (mo >= 1) & (mo <= 12) & (dd >= 1) & (dd <= dim) & (ymd >= 19000101) & (ymd <= today_int)
     code = np.where(~province_ok, 1, np.where(~date_ok, 2, np.where(~check_ok, 3, 0)))
-    return code, d
+    return code, d, date_ok
 
 
 _CODE_RULES = np.array([None, RULE_REGION, RULE_BIRTH_DATE, RULE_CHECKSUM], dtype=object)
-_N_COLS = 8  # value, problem, ymd (int), -, sex, region (int), category, grade
+_N_COLS = 9  # value, problem, ymd (int), -, sex, region (int), category, grade, lenient ymd (int)
 
 
 _DATE_TEXT: dict[int, str] = {}
@@ -244,7 +249,8 @@ def _parse_block(u: np.ndarray, today_int: int) -> list[np.ndarray]:
     out = [np.full(n, None, dtype=object) for _ in range(_N_COLS)]
     out[2] = np.full(n, -1, dtype=np.int64)  # birth date as YYYYMMDD
     out[5] = np.full(n, -1, dtype=np.int64)  # region code as an int
-    value, problem, birth, _, sex, region, cat, grade = out
+    out[8] = np.full(n, -1, dtype=np.int64)  # birth date digits of any 18-digit number, if a real date
+    value, problem, birth, _, sex, region, cat, grade, lenient = out
     if n == 0:
         return out
 
@@ -294,15 +300,20 @@ def _parse_block(u: np.ndarray, today_int: int) -> list[np.ndarray]:
     if lower_x.size:
         m[lower_x, 17] = _ORD_X
         value[r[lower_x]] = [str(x).upper() for x in value[r[lower_x]]]
-    code, d = _validate(m, today_int)
+    code, d, date_ok = _validate(m, today_int)
     flagged = code != 0
     if pre_rule.size:  # "characters" beats every other finding
         keep = np.isin(r, pre_rule)
         flagged &= ~keep
         good = (code == 0) & ~keep
+        date_ok &= ~keep
     else:
         good = code == 0
     problem[r[flagged]] = _CODE_RULES[code[flagged]]
+    if date_ok.any():
+        dl = d[date_ok]
+        lenient[r[date_ok]] = dl[:, 6] * 10_000_000 + dl[:, 7] * 1_000_000 + dl[:, 8] * 100_000 \
+            + dl[:, 9] * 10_000 + dl[:, 10] * 1000 + dl[:, 11] * 100 + dl[:, 12] * 10 + dl[:, 13]
     if good.any():
         dg, rg = d[good], r[good]
         ymd = dg[:, 6] * 10_000_000 + dg[:, 7] * 1_000_000 + dg[:, 8] * 100_000 + dg[:, 9] * 10_000 \
@@ -331,7 +342,7 @@ def parse_ids(values: Sequence[object] | np.ndarray, *, today: date | None = Non
     today_int = _today_int(today)
     parts = [_parse_block(u[i:i + _BLOCK], today_int) for i in range(0, max(len(u), 1), _BLOCK)]
     cols = [np.concatenate([p[k] for p in parts]) for k in range(_N_COLS)]
-    ymd, region = cols[2], cols[5]
+    ymd, region, lenient = cols[2], cols[5], cols[8]
     return IdBatch(
         value=cols[0], problem=cols[1],
         birth_date=_format_ints(ymd, _date_text),
@@ -339,4 +350,5 @@ def parse_ids(values: Sequence[object] | np.ndarray, *, today: date | None = Non
         sex=cols[4],
         region_code=_format_ints(region, lambda x: f"{x:06d}"),
         disability_category_digit=cols[6], disability_grade_digit=cols[7],
+        salt_year=_format_ints(np.where(lenient < 0, -1, lenient // 10_000), lambda x: f"{x:04d}"),
     )

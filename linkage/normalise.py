@@ -48,7 +48,7 @@ NORMALISERS: tuple[str, ...] = (
     "chinese_name", "pinyin", "id_number", "date", "year", "sex", "phone", "address",
     "region_code", "text", "digits",
 )
-DERIVATIONS: tuple[str, ...] = ("pinyin", "birth_date", "birth_year", "sex", "region_code", "year")
+DERIVATIONS: tuple[str, ...] = ("pinyin", "birth_date", "birth_year", "sex", "region_code", "year", "salt_year")
 
 #: Version of the pinyin reading table (the installed pypinyin), for the fingerprint.
 PINYIN_TABLE_VERSION: str = metadata.version("pypinyin")
@@ -661,7 +661,7 @@ def _normalise(normaliser: str, values: pd.Series) -> tuple[NormalisedColumn, _F
     if normaliser == "id_number":  # (nearly) all distinct: row-wise with numpy
         b = _id.parse_ids(values.to_numpy(dtype=object))
         extra = {"birth_date": b.birth_date, "birth_year": b.birth_year, "sex": b.sex,
-                 "region_code": b.region_code,
+                 "region_code": b.region_code, "salt_year": b.salt_year,
                  "disability_category_digit": b.disability_category_digit,
                  "disability_grade_digit": b.disability_grade_digit}
         col = NormalisedColumn(_wrap(b.value, values), _wrap(b.problem, values),
@@ -716,7 +716,9 @@ def derive_column(via: str, source: NormalisedColumn) -> pd.Series:
 
     ``pinyin``: toneless pinyin of a ``chinese_name`` column; ``birth_date``,
     ``birth_year``, ``sex``, ``region_code``: from a valid ``id_number``;
-    ``year``: year of a ``date`` column.  None wherever the source gives nothing.
+    ``salt_year``: the year in the birth-date digits of an ``id_number`` that
+    fails another check (a typo elsewhere), as well as of a valid one -- for a
+    salt only; ``year``: year of a ``date`` column.  None wherever the source gives nothing.
     """
     return _derive(via, source, None)
 
@@ -747,7 +749,8 @@ def normalise_records(frame: pd.DataFrame, schema: LinkageSchema) -> tuple[pd.Da
     ``rule`` (rule id), one row per flagged cell, ordered by row then field.
     A field that is absent from ``frame`` is all missing.  A field with
     ``derive`` is filled, where missing, from its source field's normalised
-    value (a birth date only from a valid ID number).
+    value (a birth date only from a valid ID number); a ``derive`` array is
+    tried step by step, each filling what the earlier ones left missing.
     """
     columns = list(frame.columns)
     for f in schema.fields:
@@ -763,16 +766,16 @@ def normalise_records(frame: pd.DataFrame, schema: LinkageSchema) -> tuple[pd.Da
     for pos, f in enumerate(schema.fields):
         raw = frame[f.name] if f.name in frame.columns else absent
         col, factors[f.name] = _normalise(f.normaliser, raw)
-        if f.derive_from is not None and f.derive_via is not None:
-            derived = _derive(f.derive_via, done[f.derive_from], factors[f.derive_from])
+        for derive_from, derive_via in f.derive_chain:
             factors[f.name] = None
             vals = col.values.to_numpy(dtype=object)
             gap = pd.isna(vals) if len(vals) else np.zeros(0, dtype=bool)
-            if gap.any():
-                vals = vals.copy()
-                vals[gap] = derived.to_numpy(dtype=object)[gap]
-                col = NormalisedColumn(pd.Series(vals, index=frame.index, dtype=object),
-                                       col.problems, col.extra)
+            if not gap.any():
+                break
+            derived = _derive(derive_via, done[derive_from], factors[derive_from])
+            vals = vals.copy()
+            vals[gap] = derived.to_numpy(dtype=object)[gap]
+            col = NormalisedColumn(pd.Series(vals, index=frame.index, dtype=object), col.problems, col.extra)
         done[f.name] = col
         out[f.name] = col.values.to_numpy(dtype=object)
         probs = col.problems.to_numpy(dtype=object)

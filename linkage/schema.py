@@ -93,6 +93,9 @@ class FieldSpec:
     derive_from: str | None = None
     derive_via: str | None = None
     description: str = ""
+    #: Every (from, via) the field is filled from, tried in order; ``derive_from``/``derive_via``
+    #: are the first.
+    derive_chain: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -177,8 +180,16 @@ _DERIVE_INPUT = {  # via -> normaliser the source field must have
     "sex": {"id_number"},
     "region_code": {"id_number"},
     "birth_year": {"id_number"},
+    "salt_year": {"id_number"},
     "year": {"date"},
 }
+
+
+def derive_steps(d: dict[str, Any] | list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """A field's ``derive`` as a list of ``{from, via}`` steps (one object or an array of them)."""
+    if not d:
+        return []
+    return list(d) if isinstance(d, list) else [d]
 
 
 def _meaning_problems(doc: dict[str, Any]) -> list[Problem]:
@@ -193,15 +204,16 @@ def _meaning_problems(doc: dict[str, Any]) -> list[Problem]:
             by_name[f["name"]] = (i, f)
     for i, f in enumerate(fields):
         here = f"$.fields[{i}]"
-        d = f.get("derive")
-        if d:
+        steps = derive_steps(f.get("derive"))
+        for j, d in enumerate(steps):
+            at = f"{here}.derive" if isinstance(f.get("derive"), dict) else f"{here}.derive[{j}]"
             src = by_name.get(d["from"])
             if src is None:
-                problems.append(Problem(f"{here}.derive.from", "names no field of this schema"))
+                problems.append(Problem(f"{at}.from", "names no field of this schema"))
             elif src[0] >= i:
-                problems.append(Problem(f"{here}.derive.from", "must name a field listed before this one"))
+                problems.append(Problem(f"{at}.from", "must name a field listed before this one"))
             elif src[1]["normaliser"] not in _DERIVE_INPUT[d["via"]]:
-                problems.append(Problem(f"{here}.derive.via", f"cannot derive from a field normalised as {src[1]['normaliser']}"))
+                problems.append(Problem(f"{at}.via", f"cannot derive from a field normalised as {src[1]['normaliser']}"))
         tok = f["tokeniser"]
         if tok["kind"] == "pinyin_ngrams" and f["normaliser"] != "pinyin":
             problems.append(Problem(f"{here}.tokeniser.kind", "pinyin_ngrams needs the pinyin normaliser"))
@@ -255,7 +267,8 @@ def schema_from_document(doc: Any, source: str = "<schema>") -> LinkageSchema:
         tok = f["tokeniser"]
         flt = f.get("filter")
         clk = f.get("clk")
-        d = f.get("derive") or {}
+        chain = tuple((d["from"], d["via"]) for d in derive_steps(f.get("derive")))
+        d = {"from": chain[0][0], "via": chain[0][1]} if chain else {}
         fields.append(FieldSpec(
             name=f["name"],
             normaliser=f["normaliser"],
@@ -268,6 +281,7 @@ def schema_from_document(doc: Any, source: str = "<schema>") -> LinkageSchema:
             derive_from=d.get("from"),
             derive_via=d.get("via"),
             description=f.get("description", ""),
+            derive_chain=chain,
         ))
     datasets = {
         name: DatasetKind(

@@ -262,3 +262,32 @@ def test_rules_are_documented() -> None:
         "id_number.characters", "id_number.length", "id_number.checksum",
         "id_number.birth_date", "id_number.region", "id_number.no_id",
     }
+
+
+# ---------------------------------------------------------------- the salt year of a flawed number
+
+
+def test_salt_year_survives_a_typo_outside_the_birth_date() -> None:
+    good = make_id(born="19850317")
+    wrong_check = good[:17] + ("0" if good[17] != "0" else "1")
+    wrong_seq = good[:15] + ("9" if good[15] != "9" else "8") + good[16:]  # check digit now wrong
+    bad_region = "99" + good[2:]
+    batch = parse_ids([good, wrong_check, wrong_seq, bad_region])
+    assert batch.birth_year.tolist() == ["1985", None, None, None]  # derived fields: valid numbers only
+    assert batch.salt_year.tolist() == ["1985", "1985", "1985", "1985"]
+
+
+def test_salt_year_needs_real_birth_date_digits_and_an_18_digit_number() -> None:
+    impossible = make_id(born="19851301")
+    future = make_id(born="20240615")
+    letters = make_id()[:17] + "Y"
+    short = make_id()[:16]
+    batch = parse_ids([impossible, future, letters, short, None, "  "], today=date(2024, 6, 14))
+    assert batch.salt_year.tolist() == [None, None, None, None, None, None]
+
+
+def test_salt_year_of_upgraded_and_embedded_numbers() -> None:
+    old15 = "330106" + "850317" + "421"
+    disability = make_id(born="19700101") + "42"
+    batch = parse_ids([old15, disability])
+    assert batch.salt_year.tolist() == ["1985", "1970"]

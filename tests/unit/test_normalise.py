@@ -367,7 +367,9 @@ def test_normalise_records_fills_every_field_and_derives() -> None:
                                          "99" + raw["good_m"][2:]]
     # birth date: own value kept, else derived from a VALID id only
     assert out["birth_date"].tolist() == ["1992-07-08", "1970-01-01", None, None, None]
-    assert out["birth_year"].tolist() == ["1992", "1970", None, None, None]
+    # birth year (a salt): also from the date digits of a number failing another check (row 105:
+    # region 99), not from one whose characters are wrong (row 103) or that is missing
+    assert out["birth_year"].tolist() == ["1992", "1970", None, None, "1970"]
     assert out["sex"].tolist() == ["F", "M", "F", None, None]
     assert out["region_code"].tolist() == ["440305", "510104", None, None, None]
     assert out["phone"].tolist() == ["13912345678", "057188887777", None, "15812345678", None]

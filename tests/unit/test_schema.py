@@ -50,6 +50,22 @@ def test_meaning_checks():
     assert any(p.path == "$.blocking_keys[0].fields[2]" for p in ei.value.problems)
 
 
+def test_derive_chain_steps_are_checked_one_by_one():
+    doc = builtin()
+    year = next(i for i, f in enumerate(doc["fields"]) if f["name"] == "birth_year")
+    assert isinstance(doc["fields"][year]["derive"], list)
+    assert load_schema("judicial-assistance").field("birth_year").derive_chain == (
+        ("birth_date", "year"), ("id_number", "salt_year"))
+    doc["fields"][year]["derive"][1] = {"from": "phone", "via": "salt_year"}  # phone: after, wrong kind
+    doc["fields"][year]["derive"].append({"from": "name", "via": "salt_year"})
+    with pytest.raises(ConfigError) as ei:
+        schema_from_document(doc)
+    msgs = {str(p) for p in ei.value.problems}
+    assert f"$.fields[{year}].derive[1].from: must name a field listed before this one" in msgs
+    assert f"$.fields[{year}].derive[2].via: cannot derive from a field normalised as chinese_name" in msgs
+    assert len(ei.value.problems) == 2
+
+
 def test_fingerprint_ignores_descriptions_but_not_parameters():
     doc = builtin()
     base = compute_fingerprint(doc)
