@@ -13,7 +13,7 @@ from .clitools import LazyGroup, aidlink_command
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]},
              lazy={"encode": "agency_kit.encode_cmd", "reveal": "agency_kit.clues_cmd",
-                   "clues": "agency_kit.clues_cmd"})
+                   "clues": "agency_kit.clues_cmd", "audit": "agency_kit.audit_cmd"})
 @click.version_option(__version__, prog_name="agency-kit")
 def cli() -> None:
     """Encode your agency's records for privacy-preserving linkage."""

@@ -26,7 +26,7 @@ from linkage.keyfile import read_identity_file
 from linkage.roster import load_roster
 from linkage.schema import load_schema
 
-from .clitools import Reporter, aidlink_command
+from .clitools import Reporter, agency_audit, aidlink_command
 from .keys_cmd import force_option, passphrase_option, read_passphrase
 from .mapping import load_mapping
 from .register import (
@@ -68,11 +68,23 @@ def _reveal(reporter: Reporter, **kw: Any) -> dict[str, Any]:
     mapping = load_mapping(kw["mapping_path"], schema)
     passphrase = read_passphrase(kw["passphrase_env"], new=False, what=f"the identity in {kw['identity_path']}")
     identity = read_identity_file(kw["identity_path"], passphrase, role="agency")
+    reporter.audit_identity(identity)
+    for role, key in (("result_package", "result"), ("vault", "vault"), ("export", "input_path"),
+                      ("mapping", "mapping_path"), ("roster", "roster_path"), ("register", "register_path")):
+        reporter.audit_input(role, kw[key])
     summary = reveal_results(
         result_path=kw["result"], identity=identity, roster=roster, vault_path=kw["vault"],
         input_path=kw["input_path"], mapping=mapping, out_xlsx=kw["out"], out_csv=kw["csv_out"],
         register_path=kw["register_path"], actor=kw["actor"] or _default_actor(), all_columns=kw["all_columns"],
         encoding=kw["encoding"], sheet=kw["sheet"], force=kw["force"])
+    for role, path in (("clue_list", summary["outputs"]["xlsx"]), ("clue_list_csv", summary["outputs"].get("csv")),
+                       ("register", summary["register"]["path"])):
+        if path:
+            reporter.audit_output(role, path)
+    reporter.audit_counts(clue_rows=summary["clue_rows"], revealed=summary["revealed"],
+                          other_package_rows=summary["other_package_rows"], relocated_rows=summary["relocated_rows"],
+                          register_new=summary["register"]["new"], register_seen_again=summary["register"]["seen_again"])
+    reporter.audit_refs(package_id=summary["package_id"], run_id=summary["run_id"])
     reporter.say(f"result {summary['package_id']} of run {summary['run_id']}: {summary['revealed']} clue row(s) "
                  f"of dataset {summary['dataset']} revealed into {summary['outputs']['xlsx']}"
                  + (f" and {summary['outputs']['csv']}" if "csv" in summary["outputs"] else ""))
@@ -95,7 +107,9 @@ def _update(reporter: Reporter, register_path: str, clue_id: str, actor: str, st
         value = parse_amount(amount) if amount is not None else None
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--amount") from None
+    reporter.audit_input("register", register_path)
     with open_register(register_path) as reg:
+        reporter.audit_party(reg.meta().get("agency"), "agency")
         try:
             result = reg.update(clue_id, actor=actor, status=status, amount=value, referral_dept=referral_dept,
                                 visit_dates=[d.date() for d in visit_dates], note=note)
@@ -103,14 +117,20 @@ def _update(reporter: Reporter, register_path: str, clue_id: str, actor: str, st
             raise click.UsageError(str(e)) from None
     change = (f"{STATUS_LABELS_ZH[result['from_status']]} -> {STATUS_LABELS_ZH[result['status']]}"
               if result["from_status"] != result["status"] else f"status {STATUS_LABELS_ZH[result['status']]}")
+    reporter.audit_output("register", register_path)
+    reporter.audit_counts(clues_changed=1, fields_changed=len(result["changed"]))
+    reporter.audit_refs(clue_id=clue_id)
     reporter.say(f"clue {clue_id}: {change}; recorded {', '.join(result['changed']) or 'nothing else'}")
     return {"register": register_path, **result}
 
 
 def _list(reporter: Reporter, register_path: str, statuses: tuple[str, ...], rules: tuple[str, ...]) -> dict:
+    reporter.audit_input("register", register_path)
     with open_register(register_path, read_only=True) as reg:
+        reporter.audit_party(reg.meta().get("agency"), "agency")
         clues = reg.list(statuses, rules)
         counts = reg.counts()
+    reporter.audit_counts(clues_listed=len(clues))
     for c in clues:
         reporter.say(f"{c['clue_id']}  {STATUS_LABELS_ZH[c['status']]:<4}  {c['rule_id']:<4} "
                      f"{CLUE_TYPE_LABELS_ZH.get(c['clue_type'], c['clue_type'])}  -> "
@@ -123,6 +143,7 @@ def _list(reporter: Reporter, register_path: str, statuses: tuple[str, ...], rul
 
 
 def _export(reporter: Reporter, register_path: str, out: str, force: bool) -> dict:
+    reporter.audit_input("register", register_path)
     with open_register(register_path, read_only=True) as reg:
         head = reg.verify_history()
         clues = reg.list()
@@ -133,9 +154,12 @@ def _export(reporter: Reporter, register_path: str, out: str, force: bool) -> di
     about = [["登记簿", register_path], ["单位", meta.get("agency", "")], ["线索数", len(clues)],
              *[[f"状态: {STATUS_LABELS_ZH[s]}", n] for s, n in counts.items()],
              ["历史记录条数", len(history)], ["历史校验链头", head]]
+    reporter.audit_party(meta.get("agency"), "agency")
     write_sheets(out, [("线索登记簿", REGISTER_HEADERS, register_rows(clues, labels)),
                        ("状态历史", HISTORY_HEADERS, history_rows(history)),
                        ("说明", ("项目", "内容"), about)], force=force)
+    reporter.audit_output("register_export", out)
+    reporter.audit_counts(clues=len(clues), history_entries=len(history))
     reporter.say(f"register exported to {out}: {len(clues)} clue(s), {len(history)} history entr"
                  f"{'y' if len(history) == 1 else 'ies'}; history chain head {head}")
     return {"register": register_path, "out": out, "clues": len(clues), "history": len(history),
@@ -145,7 +169,7 @@ def _export(reporter: Reporter, register_path: str, out: str, force: bool) -> di
 def register(cli: click.Group) -> None:
     """Add ``reveal`` and the ``clues`` group to ``agency-kit``."""
 
-    @aidlink_command(cli, "reveal")
+    @aidlink_command(cli, "reveal", audit=agency_audit("identity_path"))
     @click.option("--result", required=True, type=click.Path(exists=True, dir_okay=False),
                   help="The result package the hub sent you (*.aidpkg).")
     @click.option("--identity", "identity_path", required=True, type=click.Path(exists=True, dir_okay=False),
@@ -178,7 +202,7 @@ def register(cli: click.Group) -> None:
     def clues() -> None:
         """The clue register: follow each clue to closure."""
 
-    @aidlink_command(clues, "list")
+    @aidlink_command(clues, "list", audit=agency_audit("register_path"))
     @click.option("--status", "statuses", multiple=True, type=click.Choice(STATUSES),
                   help="Only clues with this status (repeatable).")
     @click.option("--rule", "rules", multiple=True, help="Only clues of this rule id (repeatable).")
@@ -187,7 +211,7 @@ def register(cli: click.Group) -> None:
         """List the clues in the register."""
         return _list(reporter, register_path, statuses, rules)
 
-    @aidlink_command(clues, "update")
+    @aidlink_command(clues, "update", audit=agency_audit("register_path"))
     @click.argument("clue_id")
     @click.option("--actor", required=True, help="Who makes the change (recorded in the history).")
     @click.option("--status", default=None, type=click.Choice([s for s in STATUSES if s != "new"]),
@@ -202,7 +226,7 @@ def register(cli: click.Group) -> None:
         """Change a clue's status or record assistance, referral, visits and notes."""
         return _update(reporter, register_path, clue_id, actor, status, amount, referral_dept, visit_dates, note)
 
-    @aidlink_command(clues, "export")
+    @aidlink_command(clues, "export", audit=agency_audit("register_path"))
     @click.option("--out", required=True, type=click.Path(dir_okay=False), help="The workbook to write (XLSX).")
     @register_option
     @force_option

@@ -40,16 +40,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from linkage.encode import encode_records
+from linkage.encode import EncodeCache, encode_records
 from linkage.errors import OutputExistsError, RosterError, SchemaMismatchError
 from linkage.keys import LinkageSecret
-from linkage.normalise import normalise_records
+from linkage.normalise import ValueMemo, memo_scope, normalise_records
 from linkage.roster import Roster
 from linkage.schema import LinkageSchema
 
 from .mapping import Mapping, apply_mapping, finish_attributes, row_key_text
 from .readers import Chunk, iter_chunks
-from .vault import VaultWriter
+from .vault import VaultWriter, row_key_mac
 
 log = logging.getLogger(__name__)
 
@@ -78,24 +78,20 @@ class EncodeOutputs:
                 f"{' it' if len(taken) == 1 else f' all {len(taken)} outputs'})")
 
 
-def random_tokens(n: int, rng: Callable[[int], bytes] = os.urandom) -> np.ndarray:
-    """``n`` fresh 128-bit tokens as 32-char lower-case hex strings."""
-    raw = np.frombuffer(rng(16 * n), dtype=np.uint8).reshape(n, 16)
-    hexchars = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-    out = np.empty((n, 32), dtype=np.uint8)
-    out[:, 0::2] = hexchars[raw >> 4]
-    out[:, 1::2] = hexchars[raw & 15]
-    return out.view("S32").ravel().astype(str)
-
-
 # -- the per-chunk work (runs in worker processes) ---------------------------------------------
 
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(schema: LinkageSchema, secret_bytes: bytes, mapping: Mapping, reference_date: date) -> None:
+def _init_worker(schema: LinkageSchema, secret_bytes: bytes, mapping: Mapping, reference_date: date,
+                 vault_key_bytes: bytes | None = None) -> None:
+    """This process's state for one run: what encode_chunk needs, and the run's caches
+    (hashing results and normalised addresses, see linkage._bits.memo) -- dropped with
+    the run (the pool's processes end with it; the main process clears it in _run_chunks)."""
+    _WORKER.clear()
     _WORKER.update(schema=schema, secret=LinkageSecret(secret_bytes), mapping=mapping,
-                   reference_date=reference_date)
+                   reference_date=reference_date, cache=EncodeCache(), memo=ValueMemo(),
+                   row_key_mac=None if vault_key_bytes is None else row_key_mac(vault_key_bytes))
 
 
 @dataclass
@@ -103,7 +99,7 @@ class ChunkResult:
     first_row: int
     n_rows: int
     kept_offsets: np.ndarray  # offsets (within chunk) of encoded rows
-    row_keys: list[str]  # for kept rows
+    row_key_digests: bytes | None  # for kept rows, 16 bytes each (the vault's row keys)
     table: pa.Table  # encodings + attributes for kept rows (no token yet)
     problems: pd.DataFrame  # row (file row number), column, rule
     flagged: int
@@ -116,7 +112,8 @@ def encode_chunk(chunk: Chunk) -> ChunkResult:
     mapping: Mapping = _WORKER["mapping"]
     n = len(chunk.frame)
     fields, attrs_raw, row_problems = apply_mapping(chunk, mapping)
-    normalised, problems = normalise_records(fields, schema)
+    with memo_scope(_WORKER["memo"]):
+        normalised, problems = normalise_records(fields, schema)
     # name problems by the agency's own column header where there is one
     problems = problems.assign(column=problems["column"].map(lambda f: mapping.fields.get(f, f)))
 
@@ -141,15 +138,21 @@ def encode_chunk(chunk: Chunk) -> ChunkResult:
 
     kept = np.flatnonzero(keep)
     norm_kept = normalised.iloc[kept].reset_index(drop=True)
-    table = encode_records(norm_kept, schema, _WORKER["secret"])
+    table = encode_records(norm_kept, schema, _WORKER["secret"], cache=_WORKER["cache"])
     attrs = finish_attributes(attrs_raw.iloc[kept].reset_index(drop=True), norm_kept, mapping, schema,
                               _WORKER["reference_date"])
     for name in attrs.columns:
         table = table.append_column(name, pa.Array.from_pandas(attrs[name]))
-    keys = row_key_text(chunk, mapping) if mapping.row_key else [""] * n
-    row_keys = [keys[i] for i in kept]
+    mac = _WORKER.get("row_key_mac")
+    digests = None
+    if mac is not None:
+        if mapping.row_key:
+            keys = row_key_text(chunk, mapping)
+            digests = mac.digests([keys[i] for i in kept.tolist()])
+        else:
+            digests = mac.digests([""]) * len(kept)
     problems = problems.assign(row=problems["row"].astype(np.int64) + chunk.first_row)
-    return ChunkResult(chunk.first_row, n, kept, row_keys, table, problems, flagged,
+    return ChunkResult(chunk.first_row, n, kept, digests, table, problems, flagged,
                        int(blank.sum() + no_ident.sum()))
 
 
@@ -201,24 +204,32 @@ def encode_export(
             rej.writerow(["row", "column", "rule"])
             writer: pq.ParquetWriter | None = None
             for res in _run_chunks(input_path, mapping, schema, secret, encoding, sheet, chunk_rows, workers,
-                                   reference_date):
-                tokens = random_tokens(res.table.num_rows)
-                table = res.table.add_column(0, "token", pa.array(tokens, pa.string()))
+                                   reference_date, vault_key):
+                n = res.table.num_rows
+                raw_tokens = os.urandom(16 * n)  # fresh every run: the package's only row identity
+                table = res.table.add_column(0, "token", _token_array(raw_tokens, n))
                 if writer is None:
-                    writer = pq.ParquetWriter(tmp_parquet, table.schema, compression="zstd")
+                    # dictionary pages only for the attributes (few distinct values); encodings
+                    # and tokens are all distinct, where trying a dictionary only costs time
+                    writer = pq.ParquetWriter(
+                        tmp_parquet, table.schema, compression="zstd",
+                        use_dictionary=[c for c in table.schema.names if c.startswith("attr_")] or False)
                 writer.write_table(table)
-                vault.add(tokens, (res.kept_offsets + res.first_row).tolist(), res.row_keys)
+                del table
+                vault.add_records(raw_tokens, (res.kept_offsets + res.first_row).tolist(), res.row_key_digests)
                 if len(res.problems):
                     p = res.problems.sort_values(["row", "column"], kind="stable")
                     rej.writerows(p[["row", "column", "rule"]].itertuples(index=False, name=None))
-                    for rule, n in p["rule"].value_counts().items():
-                        rules[rule] = rules.get(rule, 0) + int(n)
+                    for rule, k in p["rule"].value_counts().items():
+                        rules[rule] = rules.get(rule, 0) + int(k)
                 counts["rows_read"] += res.n_rows
-                counts["encoded"] += res.table.num_rows
+                counts["encoded"] += n
                 counts["flagged"] += res.flagged
                 counts["rejected"] += res.rejected
                 if progress:
                     progress(res.n_rows)
+                del res
+                _release_memory()
             if writer is None:  # pragma: no cover - readers raise EmptyInputError first
                 raise SchemaMismatchError(f"{input_path}: nothing to encode")
             writer.close()
@@ -259,6 +270,19 @@ def encode_export(
     }
 
 
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def _token_array(raw: bytes, n: int) -> pa.Array:
+    """The ``token`` column: ``n`` 16-byte (128-bit) tokens as 32-char lower-case hex strings."""
+    b = np.frombuffer(raw, dtype=np.uint8).reshape(n, 16)
+    hexed = np.empty((n, 32), dtype=np.uint8)
+    hexed[:, 0::2] = _HEX[b >> 4]
+    hexed[:, 1::2] = _HEX[b & 15]
+    offsets = np.arange(0, 32 * (n + 1), 32, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(hexed))
+
+
 def _release_memory() -> None:
     """Hand freed heap back to the operating system (glibc only; a no-op elsewhere).
 
@@ -276,6 +300,7 @@ def _release_memory() -> None:
         _MALLOC_TRIM["fn"] = trim
     if trim is not None:
         trim(0)
+    pa.default_memory_pool().release_unused()  # Arrow's allocator (mimalloc/jemalloc) keeps freed pages too
 
 
 _MALLOC_TRIM: dict[str, Any] = {}
@@ -290,64 +315,77 @@ def _encode_chunk_job(chunk: Chunk) -> ChunkResult:
 
 def _run_chunks(input_path: Path, mapping: Mapping, schema: LinkageSchema, secret: LinkageSecret,
                 encoding: str | None, sheet: str | None, chunk_rows: int, workers: int,
-                reference_date: date) -> Iterator[ChunkResult]:
+                reference_date: date, vault_key: bytes | None = None) -> Iterator[ChunkResult]:
+    """Encoded chunks in file order; this process's run state (the secret, the
+    caches) is dropped when the run ends, however it ends."""
+    try:
+        yield from _schedule_chunks(input_path, mapping, schema, secret, encoding, sheet, chunk_rows, workers,
+                                    reference_date, vault_key)
+    finally:
+        _WORKER.clear()
+
+
+def _schedule_chunks(input_path: Path, mapping: Mapping, schema: LinkageSchema, secret: LinkageSecret,
+                     encoding: str | None, sheet: str | None, chunk_rows: int, workers: int,
+                     reference_date: date, vault_key: bytes | None) -> Iterator[ChunkResult]:
     """Encoded chunks in file order.
 
-    With ``workers > 1`` this process is one of the workers: it encodes every
-    ``workers``-th chunk itself while ``workers - 1`` pool processes encode the
-    others, each with at most two chunks queued -- so that ``workers``
-    processes share the cores (the writing here is light) and memory stays
-    bounded by a few chunks per process.
+    With ``workers > 1`` this process is one of the workers: ``workers - 1``
+    pool processes are kept busy (each with one chunk running and one queued),
+    and this process -- which also reads the file and writes the outputs --
+    encodes a chunk itself only while the oldest pool chunk is not back yet.
+    The share of chunks each process takes so follows how fast it is; memory
+    stays bounded by a few chunks per process.
     """
     chunks = iter_chunks(input_path, columns_needed=mapping.source_columns, encoding=encoding or mapping.encoding,
                          sheet=sheet or mapping.sheet, chunk_rows=chunk_rows, file_type=mapping.file_type)
-    init_args = (schema, bytes(secret.value), mapping, reference_date)
-    _init_worker(*init_args)
+    init_args = (schema, bytes(secret.value), mapping, reference_date, vault_key)
     first = next(chunks, None)
     if first is None:
         return
     # a short first chunk is the only one: a process pool would only cost start-up time
     if workers <= 1 or len(first) < chunk_rows:
+        _init_worker(*init_args)
         for chunk in itertools.chain((first,), chunks):
             yield _encode_chunk_job(chunk)
         return
-    with ProcessPoolExecutor(max_workers=workers - 1, initializer=_init_worker, initargs=init_args) as pool:
-        # items in file order: ["future", Future] | ["local", Chunk] (ours, not yet encoded) | ["done", ChunkResult]
+    _init_worker(*init_args)
+    # the pool's processes start (fork) at the first submit, right away, and load what they
+    # need (compiled kernels, tables) while this one does the same on its first chunk
+    pool = ProcessPoolExecutor(max_workers=workers - 1, initializer=_init_worker, initargs=init_args)
+    try:
+        # items in file order: ["future", Future] | ["done", ChunkResult]
         queue: collections.deque[list[Any]] = collections.deque()
         source = itertools.chain((first,), chunks)
-        index = 0
+        depth = 2 * (workers - 1)
         exhausted = False
-
-        def top_up() -> None:
-            """Read until a chunk of ours is queued with a pool chunk after it (the pool
-            then has work while we encode ours)."""
-            nonlocal index, exhausted
-            while not exhausted:
-                kinds = [item[0] for item in queue]
-                if "local" in kinds and "future" in kinds[kinds.index("local") + 1:]:
-                    return
+        while True:
+            in_pool = sum(1 for kind, obj in queue if kind == "future" and not obj.done())
+            while not exhausted and in_pool < depth:
                 chunk = next(source, None)
                 if chunk is None:
                     exhausted = True
-                    return
-                if index % workers == workers - 1:
-                    queue.append(["local", chunk])
                 else:
                     queue.append(["future", pool.submit(_encode_chunk_job, chunk)])
-                index += 1
-
-        top_up()
-        while queue:
-            for item in queue:
-                if item[0] == "local":
-                    item[:] = ["done", _encode_chunk_job(item[1])]
-                    break
-            while queue and queue[0][0] != "local":
+                    in_pool += 1
+            if not queue:
+                return
+            kind, obj = queue[0]
+            if kind == "done" or obj.done():
+                queue.popleft()
+                yield obj if kind == "done" else obj.result()
+                continue
+            ours = sum(1 for kind, _ in queue if kind == "done")
+            chunk = None if exhausted or ours >= 2 else next(source, None)
+            if chunk is None:
+                exhausted = exhausted or ours < 2
                 kind, obj = queue.popleft()
-                yield obj.result() if kind == "future" else obj
-                if kind == "done":
-                    break
-            top_up()
+                yield obj.result()  # wait for the oldest
+            else:
+                queue.append(["done", _encode_chunk_job(chunk)])
+    finally:
+        # normally every future is done by now; after an error, queued chunks are dropped
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def check_agency_on_roster(roster: Roster, agency: str, dataset_kind: str) -> None:

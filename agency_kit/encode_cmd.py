@@ -16,7 +16,7 @@ from linkage.package import write_package
 from linkage.roster import load_roster
 from linkage.schema import load_schema
 
-from .clitools import Reporter, aidlink_command
+from .clitools import Reporter, agency_audit, aidlink_command
 from .encode import EncodeOutputs, check_agency_on_roster, encode_export
 from .keys_cmd import force_option, passphrase_option, read_passphrase
 from .mapping import load_mapping
@@ -34,7 +34,7 @@ def _progress(reporter: Reporter, total_hint: int | None):
 
 
 def register(cli: click.Group) -> None:
-    @aidlink_command(cli, "encode")
+    @aidlink_command(cli, "encode", audit=agency_audit("identity_path"))
     @click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),
                   help="The export: CSV (UTF-8, UTF-8 with BOM, GB18030), XLSX or Parquet.")
     @click.option("--mapping", "mapping_path", required=True, type=click.Path(dir_okay=False),
@@ -94,6 +94,9 @@ def register(cli: click.Group) -> None:
         if pq and hub.sealing_suite != "mlkem768-x25519":
             raise click.BadParameter("the hub's sealing key in the roster is not ML-KEM-768+X25519",
                                      param_hint="--pq")
+        reporter.audit_identity(identity)
+        for role, path in (("export", input_path), ("mapping", mapping_path), ("roster", roster_path)):
+            reporter.audit_input(role, path)
         update, bar = _progress(reporter, None)
         try:
             summary = encode_export(
@@ -105,6 +108,12 @@ def register(cli: click.Group) -> None:
         finally:
             if bar is not None:
                 bar.__exit__(None, None, None)
+        for role in ("package", "vault", "rejects"):
+            if summary.get(role):
+                reporter.audit_output(role, summary[role])
+        reporter.audit_counts({k: v for k, v in summary["counts"].items() if isinstance(v, int)})
+        if summary.get("package_id"):
+            reporter.audit_refs(package_id=summary["package_id"])
         c = summary["counts"]
         reporter.say(f"{mapping.dataset}: {c['rows_read']} rows read, {c['encoded']} encoded "
                      f"({c['flagged']} flagged), {c['rejected']} rejected")

@@ -90,7 +90,7 @@ import os
 import unicodedata
 import zipfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -143,24 +143,65 @@ _RAW_BLOCK = 4 << 20
 # -- public data types -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class Chunk:
-    """Consecutive rows of the file: frame row ``i`` is file row ``first_row + i``."""
+    """Consecutive rows of the file: frame row ``i`` is file row ``first_row + i``.
 
-    frame: pd.DataFrame
-    first_row: int
-    blank_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    """Offsets (0-based, within ``frame``) of rows whose needed cells are all empty."""
-    numeric_cells: dict[str, np.ndarray] = field(default_factory=dict)
-    """Column -> offsets of cells that were numbers in the source (XLSX, Parquet floats)."""
+    ``blank_rows``: offsets (0-based, within ``frame``) of rows whose needed
+    cells are all empty; ``numeric_cells``: column -> offsets of cells that were
+    numbers in the source (XLSX, Parquet floats).
+
+    The readers make a chunk from an Arrow table of the cells (``table=``,
+    string columns in ``columns`` order) and build the pandas ``frame`` -- one
+    Python ``str`` per cell, several times the table's size -- only when it is
+    first asked for.  A chunk pickled before that (sent to a worker process)
+    travels as the compact table, and the process that reads the file never
+    holds the cells of the chunks other processes encode.
+    """
+
+    __slots__ = ("_columns", "_frame", "_table", "blank_rows", "first_row", "numeric_cells")
+
+    def __init__(self, frame: pd.DataFrame | None, first_row: int, blank_rows: np.ndarray | None = None,
+                 numeric_cells: dict[str, np.ndarray] | None = None, *, table: pa.Table | None = None,
+                 columns: Sequence[str] | None = None) -> None:
+        if (frame is None) == (table is None):
+            raise TypeError("a Chunk is made from a frame or from a table (with its columns), not both")
+        if table is not None and (columns is None or len(columns) != table.num_columns):
+            raise TypeError("a Chunk made from a table needs one column name per table column")
+        self._frame = frame
+        self._table = table
+        self._columns = None if columns is None else tuple(columns)
+        self.first_row = first_row
+        self.blank_rows = np.zeros(0, np.int64) if blank_rows is None else blank_rows
+        self.numeric_cells = {} if numeric_cells is None else numeric_cells
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The cells as a DataFrame of ``str`` (``None`` for an empty cell), built on first use."""
+        if self._frame is None:
+            frame = self._table.to_pandas(deduplicate_objects=False)
+            frame.columns = list(self._columns)
+            if self.numeric_cells:
+                frame.attrs[NUMERIC_CELLS_ATTR] = self.numeric_cells
+            self._frame = frame
+        return self._frame
 
     def __len__(self) -> int:
-        return len(self.frame)
+        return self._table.num_rows if self._table is not None else len(self._frame)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = {k: getattr(self, k) for k in self.__slots__}
+        if self._table is not None:
+            state["_frame"] = None  # rebuilt from the table on the other side
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            object.__setattr__(self, k, v)
 
     @property
     def row_numbers(self) -> np.ndarray:
         """The file row number of each frame row (header = row 1)."""
-        return np.arange(self.first_row, self.first_row + len(self.frame), dtype=np.int64)
+        return np.arange(self.first_row, self.first_row + len(self), dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -355,17 +396,15 @@ class _Chunker:
 
     def _make(self, tables, blanks, numerics, n) -> Chunk:
         table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
-        frame = table.to_pandas(deduplicate_objects=False)
-        frame.columns = self.columns
+        table = table.combine_chunks()  # one buffer per column: compact to keep and to pickle
         blank = np.concatenate(blanks) if len(blanks) > 1 else blanks[0]
         numeric_cells: dict[str, np.ndarray] = {}
         for col in self.columns:
             parts = [np.flatnonzero(m[col]) + off for off, m in numerics if col in m and m[col].any()]
             if parts:
                 numeric_cells[col] = np.concatenate(parts).astype(np.int64)
-        if numeric_cells:
-            frame.attrs[NUMERIC_CELLS_ATTR] = numeric_cells
-        chunk = Chunk(frame, self.next_row, np.flatnonzero(blank).astype(np.int64), numeric_cells)
+        chunk = Chunk(None, self.next_row, np.flatnonzero(blank).astype(np.int64), numeric_cells,
+                      table=table, columns=self.columns)
         self.next_row += n
         self.emitted += n
         return chunk
@@ -907,16 +946,141 @@ def _xlsx_text(value: Any) -> str | None:
     return str(value)
 
 
+_XLSX_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+_EMPTY_XLSX_CELL = (None, "n")  # what openpyxl gives for a cell that is not in the file
+
+
+class _XlsxRow(tuple):
+    """One row as the streaming reader gives it: ``(value, data_type)`` per column up to the
+    row's last cell, as openpyxl's read-only cells would have them."""
+
+
+def _xlsx_stream_rows(wb: Any, ws: Any) -> Iterator[Sequence[tuple[Any, str]]] | None:
+    """The rows of a read-only worksheet, from row 1, parsed straight from the sheet's XML.
+
+    The same rows, cells, values and data types as openpyxl's read-only
+    ``ws.iter_rows(min_row=1)`` after ``reset_dimensions()`` (missing rows are
+    empty, a row runs to its last cell, missing cells are ``(None, "n")``;
+    numbers, dates by the cell's number format, booleans, shared and inline
+    strings, ISO dates, errors and formulas converted as openpyxl's
+    ``WorkSheetParser.parse_cell`` does, with openpyxl's own helpers and the
+    workbook's shared strings, epoch and date formats) -- without building a
+    cell object per cell, about five times faster.  None when the workbook
+    object lacks what this needs (another openpyxl version): use openpyxl then.
+    """
+    try:
+        archive, path = wb._archive, ws._worksheet_path
+        shared, epoch = wb.shared_strings, wb.epoch
+        dates, deltas = wb._date_formats, wb._timedelta_formats
+        if wb.data_only:
+            return None
+        from openpyxl.cell.text import Text
+        from openpyxl.utils.cell import column_index_from_string
+        from openpyxl.utils.datetime import from_excel, from_ISO8601
+        from openpyxl.xml.functions import (
+            iterparse,  # openpyxl's own parser: defusedxml's if installed
+        )
+    except (AttributeError, ImportError):
+        return None
+    row_tag, cell_tag, value_tag = _XLSX_NS + "row", _XLSX_NS + "c", _XLSX_NS + "v"
+    formula_tag, inline_tag, data_tag = _XLSX_NS + "f", _XLSX_NS + "is", _XLSX_NS + "sheetData"
+    column_of: dict[str, int] = {}
+
+    def cell_value(c: Any) -> tuple[Any, str]:
+        data_type = c.get("t", "n")
+        style = c.get("s", 0)
+        if style:
+            style = int(style)
+        value = None if data_type == "inlineStr" else (c.findtext(value_tag, None) or None)
+        if c.find(formula_tag) is not None:
+            return "=", "f"
+        if value is not None:
+            if data_type == "n":
+                value = float(value) if ("." in value or "E" in value or "e" in value) else int(value)
+                if style in dates:
+                    data_type = "d"
+                    try:
+                        value = from_excel(value, epoch, timedelta=style in deltas)
+                    except (OverflowError, ValueError):
+                        data_type, value = "e", "#VALUE!"
+            elif data_type == "s":
+                value = shared[int(value)]
+            elif data_type == "b":
+                value = bool(int(value))
+            elif data_type == "str":
+                data_type = "s"
+            elif data_type == "d":
+                value = from_ISO8601(value)
+        elif data_type == "inlineStr":
+            child = c.find(inline_tag)
+            if child is not None:
+                data_type = "s"
+                value = Text.from_tree(child).content
+        return value, data_type
+
+    def rows() -> Iterator[Sequence[tuple[Any, str]]]:
+        counter = row_no = 0
+        sheet_data = None
+        with archive.open(path) as src:
+            for event, el in iterparse(src, events=("start", "end")):
+                if event == "start":
+                    if el.tag == data_tag:
+                        sheet_data = el
+                    continue
+                if el.tag != row_tag:
+                    continue
+                r = el.get("r")
+                if r is None:
+                    row_no += 1
+                else:
+                    try:
+                        row_no = int(r)
+                    except ValueError:
+                        val = float(r)
+                        if not val.is_integer():
+                            raise ValueError(f"{r} is not a valid row number") from None
+                        row_no = int(val)
+                cells: dict[int, Any] = {}
+                col = last = 0
+                for c in el:
+                    if c.tag != cell_tag:
+                        continue
+                    coord = c.get("r")
+                    if coord:
+                        letters = coord.rstrip("0123456789")
+                        col = column_of.get(letters) or column_of.setdefault(
+                            letters, column_index_from_string(letters.lstrip("$")))
+                    else:
+                        col += 1
+                    last = col
+                    cells[col] = c
+                while counter + 1 < row_no:  # rows missing from the file are empty
+                    counter += 1
+                    yield ()
+                if counter < row_no:
+                    counter += 1
+                    yield _XlsxRow(cell_value(cells[k]) if k in cells else _EMPTY_XLSX_CELL
+                                   for k in range(1, last + 1)) if cells else ()
+                if sheet_data is not None:
+                    sheet_data.clear()  # rows are done with: keep memory flat
+
+    return rows()
+
+
 def _xlsx_chunks(path: Path, needed: Sequence[str], sheet: str | None, chunk_rows: int,
-                 max_cell_bytes: int) -> Iterator[Chunk]:
+                 max_cell_bytes: int, fast: bool = True) -> Iterator[Chunk]:
     wb = _open_workbook(path)
     try:
         name = _choose_sheet(path, wb, sheet)
         ws = wb[name]
         ws.reset_dimensions()
-        rows = ws.iter_rows(min_row=1)
+        stream = _xlsx_stream_rows(wb, ws) if fast else None
+        if stream is not None:
+            rows: Iterator[Sequence[Any]] = stream
+        else:  # openpyxl's cells, as (value, data_type)
+            rows = (tuple((c.value, c.data_type) for c in r) for r in ws.iter_rows(min_row=1))
         header_row = next(rows, None)
-        headers = [_xlsx_text(c.value) for c in header_row] if header_row else []
+        headers = [_xlsx_text(v) for v, _ in header_row] if header_row else []
         if not any(h for h in headers):
             raise EmptyInputError(f"{path}: sheet {name!r} is empty (no header in row {HEADER_ROW})")
         indices = _match_columns(path, headers, needed,
@@ -946,13 +1110,12 @@ def _xlsx_chunks(path: Path, needed: Sequence[str], sheet: str | None, chunk_row
                     cols[j].append(None)
                     nums[j].append(False)
                     continue
-                cell = row[i]
-                dt = cell.data_type
+                value, dt = row[i]
                 if dt == "f":
                     raise FormulaCellError(
                         f"{path}: sheet {name!r} cell {column_letter(i)}{row_no} (column {needed[j]!r}) holds a "
                         "formula, not a value; copy the sheet and paste values only (rule xlsx.formula)")
-                text = _xlsx_text(cell.value)
+                text = _xlsx_text(value)
                 if text is not None and len(text) > char_limit and len(text.encode("utf-8")) > max_cell_bytes:
                     raise _cell_too_large(path, row_no, needed[j], i, len(text.encode("utf-8")),
                                           max_cell_bytes, name)

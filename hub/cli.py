@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from agency_kit.clitools import LazyGroup, aidlink_command
+from agency_kit.clitools import LazyGroup, aidlink_command, hub_audit
 from linkage import __version__
 from linkage.schema import load_schema
 
@@ -12,7 +12,7 @@ from . import keys_cmd
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]},
-             lazy={"rules": "hub.rules_cmd", "results": "hub.results_cmd"})
+             lazy={"rules": "hub.rules_cmd", "results": "hub.results_cmd", "report": "hub.report_cmd", "audit": "hub.audit_cmd"})
 @click.version_option(__version__, prog_name="linkage-hub")
 def cli() -> None:
     """Link agencies' encodings and turn links into clues."""
@@ -35,7 +35,7 @@ keys_cmd.register(cli)
 from agency_kit.keys_cmd import passphrase_option, read_passphrase  # noqa: E402
 
 
-@aidlink_command(cli, "ingest")
+@aidlink_command(cli, "ingest", audit=hub_audit("db"))
 @click.option("--db", required=True, type=click.Path(dir_okay=False), help="The hub database (created if absent).")
 @click.option("--roster", "roster_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="The federation roster, signed with this hub's key.")
@@ -57,7 +57,17 @@ def ingest(reporter, db: str, roster_path: str, hub_key: str, schema_path: str |
     identity = read_identity_file(hub_key, read_passphrase(passphrase_env, new=False, what=hub_key),
                                   role="hub")
     roster = load_roster(roster_path, hub_signing_key=identity.signing_key.public_key())
+    reporter.audit_identity(identity)
+    for role, path in (("roster", roster_path), ("database", db), *(("package", p) for p in packages)):
+        reporter.audit_input(role, path)
     summary = ingest_packages(db, packages, hub_identity=identity, roster=roster, schema=schema_path)
+    reporter.audit_output("database", db)
+    if summary.parquet:
+        reporter.audit_output("records_parquet", summary.parquet)
+    reporter.audit_counts(packages_loaded=len(summary.loaded), packages_already_ingested=len(summary.already_ingested),
+                          records_loaded=sum(p.records for p in summary.loaded),
+                          records_total=summary.records_total)
+    reporter.audit_refs(package_ids=[p.package_id for p in summary.loaded])
     for p in summary.loaded:
         reporter.say(f"loaded package {p.package_id}: {p.records} records of {p.dataset} ({p.dataset_kind}) "
                      f"from {p.agency}")
@@ -67,7 +77,7 @@ def ingest(reporter, db: str, roster_path: str, hub_key: str, schema_path: str |
     return summary.as_doc()
 
 
-@aidlink_command(cli, "match")
+@aidlink_command(cli, "match", audit=hub_audit("db"))
 @click.option("--db", required=True, type=click.Path(exists=True, dir_okay=False), help="The hub database.")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Run configuration (schemas/run-config.schema.json); defaults work without it.")
@@ -78,19 +88,38 @@ def ingest(reporter, db: str, roster_path: str, hub_key: str, schema_path: str |
                    "recall, precision and recall to the summary.  Evaluation only; nothing is tuned on it.")
 @click.option("--memory-limit", default="6GB", show_default=True, help="DuckDB memory limit (it spills beyond).")
 @click.option("--threads", type=click.IntRange(1, 256), default=None, help="DuckDB threads (default: all cores).")
+@click.option("--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True,
+              help="Where the model is trained and the pairs scored and clustered (docs/scale-out.md).")
+@click.option("--spark-master", default="local[*]", show_default=True,
+              help="Spark master URL for --engine spark (local[N], spark://HOST:7077, yarn, k8s://...).")
+@click.option("--spark-conf", multiple=True, metavar="KEY=VALUE",
+              help="A Spark setting for --engine spark (repeatable), e.g. spark.executor.memory=8g.")
 def match(reporter, db: str, config_path: str | None, model_out: str | None, labels_path: str | None,
-          memory_limit: str, threads: int | None) -> dict:
+          memory_limit: str, threads: int | None, engine: str, spark_master: str,
+          spark_conf: tuple[str, ...]) -> dict:
     """Link every ingested dataset with every other and within each; store pairs and clusters."""
     from .model import run_match
     from .runconfig import load_run_config
+    from .spark import parse_conf
 
     cfg = load_run_config(config_path)
+    spark_settings = parse_conf(spark_conf)
     labels = None
     if labels_path is not None:
         import pyarrow.parquet as pq
 
         labels = pq.read_table(labels_path, columns=["dataset_l", "token_l", "dataset_r", "token_r"])
-    s = run_match(db, cfg, model_path=model_out, memory_limit=memory_limit, threads=threads, labels=labels)
+    for role, path in (("database", db), ("run_config", config_path), ("labels", labels_path)):
+        if path is not None:
+            reporter.audit_input(role, path)
+    s = run_match(db, cfg, model_path=model_out, memory_limit=memory_limit, threads=threads, labels=labels,
+                  engine=engine, spark_master=spark_master, spark_conf=spark_settings)
+    reporter.audit_output("database", db)
+    if s.model_path:
+        reporter.audit_output("model", s.model_path)
+    reporter.audit_counts(records=s.records, pairs_scored=int(s.blocking["pairs"]), links=s.links,
+                          clusters=int(s.clusters["count"]))
+    reporter.audit_refs(run_id=s.run_id)
     th = s.link_threshold
     reporter.say(f"run {s.run_id}: {s.records} records, {s.blocking['pairs']} pairs scored, {s.links} links "
                  f"at match probability {th['match_probability']:.4g} (weight {th['match_weight']:.2f}); "

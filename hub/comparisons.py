@@ -15,7 +15,9 @@ Household values (phone, address) are compared together in one comparison
 comparisons would count "same phone" and "same address" as independent
 evidence and link a family's members to each other.  Likewise the pinyin of a
 name is a fallback level of the name's comparison (:func:`fallback_comparison`),
-not a second comparison counting the same agreement twice.
+not a second comparison counting the same agreement twice; and the birth date,
+which an ID number embeds, is compared only where the ID number cannot be
+(:func:`guarded_fallback_comparison`).
 
 Level SQL names the two sides as Splink does in comparisons: ``"<column>_l"``
 and ``"<column>_r"`` (blocking rules, by contrast, use ``l.<column>``).
@@ -36,16 +38,27 @@ words) and the 0/0 guard as ``greatest(..., 1)`` rather than ``|A|+|B| > 0 AND``
 the comparison then costs 0.09 s instead of 0.18 s, one intersection instead of
 three.  HUGEINT words (128 bits) beat BIGINT words (about 2x) and the BIT type
 (about 5x, it allocates); integer thresholds beat a float Dice (about 1.6x).
+
+Spark (``--engine spark``) has no 128-bit integer.  Its comparisons
+(:func:`spark_comparison_specs`) are the same builders over the Parquet copy of
+``records`` that ingest writes, where each filter is held as signed BIGINT
+words ``bf_<f>_w<k>`` (64 bits each, :class:`BigintFilterColumns`: 16 words
+for a 1024-bit filter), with identifiers quoted for Spark SQL
+(:func:`spark_sql`).  Spark's ``bit_count`` of a BIGINT counts its 64 bits
+(two's complement), so ``|A & B|`` and every integer threshold test are the
+same numbers on both engines.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from linkage.schema import FieldSpec, LinkageSchema
 
-from .store import FilterColumns, RecordLayout, q
+from .store import FilterColumns, RecordLayout, q, staging_word_columns
 
 DICE_SCALE = 10000
 
@@ -212,9 +225,17 @@ def household_comparison(fields: tuple[FieldSpec, ...], layout: RecordLayout,
 
 # Derivations that make a field a function of its source: its agreement adds nothing once the
 # source agrees (toneless pinyin of the same name is the same pinyin) -- it only tells something
-# where the source disagrees (a homophone, a mistyped character).  Birth date, sex and region are
-# derived from the ID number only when the export lacks them, so they stay comparisons of their own.
+# where the source disagrees (a homophone, a mistyped character).
 TOTAL_DERIVATIONS = frozenset({"pinyin"})
+
+# Derivations that embed the field in its source: an ID number holds the birth date.  Two IDs
+# that are similar (same region and birth date, a digit or two apart in the sequence code: twins,
+# or two children born the same day in the same county) agree on the birth date as a matter of
+# course, so comparing both would count one agreement twice -- measured on the synthetic county,
+# that double count linked such pairs of different people (+14.6 bits for "ID Dice >= 0.85" plus
+# +13.2 for "same birth date" against -8 for different names).  The derived field is therefore
+# compared only where its source cannot be (:func:`guarded_fallback_comparison`).
+EMBEDDED_DERIVATIONS = frozenset({"birth_date"})
 
 
 def fallback_comparison(primary: FieldSpec, fallback: FieldSpec, layout: RecordLayout,
@@ -241,12 +262,38 @@ def fallback_comparison(primary: FieldSpec, fallback: FieldSpec, layout: RecordL
             "comparison_levels": levels}
 
 
+def guarded_fallback_comparison(primary: FieldSpec, fallback: FieldSpec, layout: RecordLayout,
+                                dice_levels: tuple[float, ...]) -> dict[str, Any]:
+    """One comparison of ``primary`` that falls back to ``fallback`` (embedded in it, e.g. the
+    birth date in an ID number) only where ``primary`` is null on either side.  Levels: null (both
+    null); primary exact; primary Dice >= each t; primary else (both present); fallback Dice >=
+    each t; else.  Both intersections are read in the null level, so each is computed once.
+    """
+    p, f = layout.filter(primary.name), layout.filter(fallback.name)
+    null = f"CAST({filter_null_sql(p)} AS INTEGER) + CAST({filter_null_sql(f)} AS INTEGER) >= 2"
+    levels: list[dict[str, Any]] = [{"sql_condition": null, "label_for_charts": "null", "is_null_level": True}]
+    if primary.exact_hash:
+        levels.append({"sql_condition": exact_sql(f"eh_{primary.name}"), "label_for_charts": "exact (keyed hash)"})
+    for t in dice_levels:
+        levels.append({"sql_condition": dice_at_least_sql(p, t), "label_for_charts": f"Dice >= {t:g}"})
+    levels.append({"sql_condition": f"NOT ({filter_null_sql(p)})", "label_for_charts": "else"})
+    for t in dice_levels:
+        levels.append({"sql_condition": dice_at_least_sql(f, t),
+                       "label_for_charts": f"no {primary.name}: {fallback.name} Dice >= {t:g}"})
+    levels.append({"sql_condition": "ELSE", "label_for_charts": f"no {primary.name}: {fallback.name} else"})
+    return {"output_column_name": primary.name,
+            "comparison_description": f"{primary.name}, with {fallback.name} where {primary.name} is missing",
+            "comparison_levels": levels}
+
+
 def comparison_specs(schema: LinkageSchema, layout: RecordLayout,
                      dice_levels: tuple[float, ...]) -> list[ComparisonSpec]:
     """The model's comparisons, in schema order: one per compared field, except that
 
     * a field wholly derived from another compared field (pinyin from the name) is a fallback
       level of its source's comparison (:func:`fallback_comparison`);
+    * a field embedded in another compared field (the birth date in the ID number) is compared
+      only where its source is missing (:func:`guarded_fallback_comparison`);
     * two or more household values (phone, address) share one comparison, placed where the
       first of them is (:func:`household_comparison`).
     """
@@ -255,7 +302,11 @@ def comparison_specs(schema: LinkageSchema, layout: RecordLayout,
     fallbacks = {f.derive_from: f for f in fields
                  if f.derive_via in TOTAL_DERIVATIONS and f.derive_from in by_name and f.filter is not None
                  and by_name[f.derive_from].filter is not None and not f.exact_hash}
-    merged = {f.name for f in fallbacks.values()}
+    guarded = {f.derive_from: f for f in fields
+               if f.derive_via in EMBEDDED_DERIVATIONS and f.derive_from in by_name and f.filter is not None
+               and by_name[f.derive_from].filter is not None and not f.exact_hash
+               and f.derive_from not in fallbacks}
+    merged = {f.name for f in fallbacks.values()} | {f.name for f in guarded.values()}
     shared = tuple(f for f in fields if f.normaliser in SHARED_NORMALISERS and f.name not in merged)
     joint = len(shared) >= 2
     name = HOUSEHOLD if HOUSEHOLD not in schema.field_names else f"{HOUSEHOLD}_values"
@@ -275,6 +326,12 @@ def comparison_specs(schema: LinkageSchema, layout: RecordLayout,
                                       comparison_columns(f, layout) + comparison_columns(g, layout),
                                       fallback_comparison(f, g, layout, dice_levels)))
             continue
+        if f.name in guarded:
+            g = guarded[f.name]
+            out.append(ComparisonSpec(f.name, (f.name, g.name),
+                                      comparison_columns(f, layout) + comparison_columns(g, layout),
+                                      guarded_fallback_comparison(f, g, layout, dice_levels)))
+            continue
         out.append(ComparisonSpec(f.name, (f.name,), comparison_columns(f, layout),
                                   field_comparison(f, layout, dice_levels)))
     return out
@@ -284,3 +341,62 @@ def schema_comparisons(schema: LinkageSchema, layout: RecordLayout,
                        dice_levels: tuple[float, ...]) -> list[dict[str, Any]]:
     """The Splink comparison dicts of :func:`comparison_specs`."""
     return [c.doc for c in comparison_specs(schema, layout, dice_levels)]
+
+
+# ---------------------------------------------------------------- Spark: BIGINT words, backquoted names
+
+
+@dataclass(frozen=True)
+class BigintFilterColumns(FilterColumns):
+    """A filter as the Parquet copy of ``records`` holds it (and the Spark engine reads it): signed
+    BIGINT words ``bf_<f>_w<k>``, 64 bits each, in the filter's bit order (:func:`hub.store.parquet_export_sql`)."""
+
+    @property
+    def words(self) -> tuple[str, ...]:
+        halves = staging_word_columns(FilterColumns(self.field, self.bits))
+        return tuple(w for pair in halves for w in pair if w is not None)
+
+
+def bigint_layout(layout: RecordLayout) -> RecordLayout:
+    """``layout`` with every filter as BIGINT words (:class:`BigintFilterColumns`)."""
+    return dataclasses.replace(layout, filters=tuple(BigintFilterColumns(f.field, f.bits) for f in layout.filters))
+
+
+_QUOTED = re.compile(r'"([^"]*)"')
+
+
+def spark_sql(sql: str) -> str:
+    """The hub's generated SQL (identifiers double-quoted by :func:`hub.store.q`, no string literals) with
+    every identifier backquoted, as Spark SQL reads them (a double-quoted token is a string in Spark)."""
+    if "'" in sql or "`" in sql:
+        raise ValueError("only the hub's generated SQL (no string literals) can be requoted")
+
+    def requote(m: re.Match[str]) -> str:
+        q(m.group(1))  # refuses anything that is not a schema identifier
+        return f"`{m.group(1)}`"
+
+    out = _QUOTED.sub(requote, sql)
+    if '"' in out:
+        raise ValueError("unbalanced quotes in generated SQL")
+    return out
+
+
+def spark_comparison_specs(schema: LinkageSchema, layout: RecordLayout,
+                           dice_levels: tuple[float, ...]) -> list[ComparisonSpec]:
+    """The comparisons of :func:`comparison_specs` for Spark: the same levels, in the same order, over
+    BIGINT words, in Spark SQL."""
+    out = []
+    for c in comparison_specs(schema, bigint_layout(layout), dice_levels):
+        doc = {**c.doc, "comparison_levels": [
+            {**lv, "sql_condition": lv["sql_condition"] if lv["sql_condition"] == "ELSE" else spark_sql(lv["sql_condition"])}
+            for lv in c.doc["comparison_levels"]]}
+        out.append(dataclasses.replace(c, doc=doc))
+    return out
+
+
+def engine_comparison_specs(schema: LinkageSchema, layout: RecordLayout, dice_levels: tuple[float, ...],
+                            engine: str = "duckdb") -> list[ComparisonSpec]:
+    """The model's comparisons for ``engine`` (``duckdb``: HUGEINT words; ``spark``: BIGINT words)."""
+    if engine == "spark":
+        return spark_comparison_specs(schema, layout, dice_levels)
+    return comparison_specs(schema, layout, dice_levels)

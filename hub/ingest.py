@@ -56,6 +56,7 @@ from .store import (
     count_duplicate_tokens_sql,
     create_tables,
     export_parquet,
+    insert_bank_sql,
     insert_package_sql,
     insert_records_sql,
     parquet_path_for,
@@ -196,6 +197,8 @@ def check_table(m: dict[str, Any], table: pa.Table, schema: LinkageSchema, layou
         required[f.source] = pa.binary(f.bits // 8)
     for c in layout.exact + layout.keys:
         required[c] = pa.int64()
+    for name in layout.banks:
+        required[f"sb_{name}"] = pa.binary()
     if len(set(table.column_names)) != len(table.column_names):
         raise SchemaMismatchError(f"{_label(m)}: two columns share a name")
     for c in table.column_names:
@@ -293,6 +296,30 @@ def stage_table(m: dict[str, Any], table: pa.Table, layout: RecordLayout, first_
     return pa.table(cols)
 
 
+def stage_banks(table: pa.Table, layout: RecordLayout, first_rid: int) -> dict[str, pa.Table]:
+    """Per field with a salt bank: the staging table of its slots (rid, slot, BIGINT words,
+    popcount), one row per slot of every record that has a bank."""
+    out: dict[str, pa.Table] = {}
+    for name, k in layout.banks.items():
+        f = layout.filter(name)
+        width = f.bits // 8
+        col = table.column(f"sb_{name}").drop_null()
+        arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        if pc.any(pc.not_equal(pc.binary_length(arr), k * width)).as_py():
+            raise InputError(f"column sb_{name} holds a salt bank that is not {k} slots of {width} bytes")
+        valid = table.column(f"sb_{name}").is_valid().to_numpy(zero_copy_only=False)
+        rows = np.flatnonzero(valid)
+        body = np.frombuffer(b"".join(arr.to_pylist()), dtype=np.uint8) if rows.size else np.zeros(0, np.uint8)
+        slots = body.reshape(rows.size * k, width)
+        cols: dict[str, pa.Array] = {
+            "rid": pa.array(np.repeat(first_rid + rows.astype(np.int64), k)),
+            "slot": pa.array(np.tile(np.arange(k, dtype=np.int16), rows.size)),
+        }
+        cols.update(filter_word_arrays(slots, np.ones(len(slots), dtype=bool), f))
+        out[name] = pa.table(cols)
+    return out
+
+
 def choose_lsh(schema: LinkageSchema, layout: RecordLayout, tables: Sequence[pa.Table],
                seed: int) -> tuple[LshBands, ...]:
     """LSH band parameters for a new database, from the first packages' bit densities."""
@@ -368,6 +395,12 @@ def ingest_opened(db_path: str | Path, packages: Sequence[OpenedLike], *,
                     con.execute(insert_records_sql(layout, _STAGING))
                 finally:
                     con.unregister(_STAGING)
+                for name, bank in stage_banks(p.table, layout, next_rid).items():
+                    con.register(_STAGING, bank)
+                    try:
+                        con.execute(insert_bank_sql(layout, name, _STAGING))
+                    finally:
+                        con.unregister(_STAGING)
                 con.execute(insert_package_sql(), [
                     m["package_id"], m.get("agency", m.get("sender")), _dataset_name(m), m["dataset_kind"],
                     m["content_sha256"], p.table.num_rows, m.get("created_at"), m.get("expires_at"), when,

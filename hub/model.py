@@ -46,6 +46,7 @@ pairs' expected matches that the links hold.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -67,9 +68,24 @@ import pyarrow as pa
 from linkage.errors import ConfigError, Problem, StateError
 from linkage.schema import LinkageSchema, schema_from_document
 
-from .comparisons import SHARED_NORMALISERS, ComparisonSpec, comparison_specs, schema_comparisons
+from . import saltbank
+from .comparisons import (
+    SHARED_NORMALISERS,
+    ComparisonSpec,
+    comparison_specs,
+    engine_comparison_specs,
+)
 from .runconfig import DEFAULT_DICE_LEVELS, RunConfig, Threshold
-from .store import RecordLayout, connect, q, read_meta
+from .saltbank import resolve_salt_banks
+from .store import (
+    RecordLayout,
+    connect,
+    export_parquet,
+    parquet_path_for,
+    q,
+    read_meta,
+    staging_word_columns,
+)
 
 log = logging.getLogger("aidlink.hub.model")
 
@@ -88,8 +104,8 @@ def field_dependencies(schema: LinkageSchema) -> dict[str, frozenset[str]]:
     direct: dict[str, set[str]] = {}
     for f in schema.fields:
         d = {f.name}
-        if f.derive_from:
-            d.add(f.derive_from)
+        for source, _via in f.derive_chain:
+            d.add(source)
         if f.filter is not None and f.filter.hardening.salt is not None:
             d.add(f.filter.hardening.salt.field)
         direct[f.name] = d
@@ -266,15 +282,47 @@ def smooth_model(model: dict[str, Any], u_pairs: float, m_matches: dict[str, flo
     return out
 
 
+def correct_u_for_matches(model: dict[str, Any], u_pairs: float, prior: float) -> dict[str, Any]:
+    """Take the matches out of u estimated by random sampling.
+
+    Splink's random sampling counts every sampled pair as a non-match.  Where the datasets
+    overlap heavily (a county's rosters: about 5e-5 of all pairs are matches) the sample holds
+    about ``prior * u_pairs`` matches, and for an identifier's agreement levels they outnumber
+    the true chance agreements: u(ID exact) came out near the prior itself (5.5e-5, where 1e-7
+    is right), so an ID agreement only cancelled the prior.  The expected matched share of each
+    level, ``prior * m``, is removed from the observed share ``u`` and the rest renormalised:
+    ``u' ∝ max(u - prior * m, 0)``.  Run it on EM's m before :func:`smooth_model`, which then
+    gives a level emptied this way a pseudo-count instead of zero.  Comparisons without m or u
+    are left alone.
+    """
+    if not 0.0 <= prior < 1.0:
+        raise ValueError("prior must lie in [0, 1)")
+    out = json.loads(json.dumps(model))
+    for comp in out["comparisons"]:
+        levels = [lv for lv in comp["comparison_levels"] if not lv.get("is_null_level")]
+        us = [lv.get("u_probability") for lv in levels]
+        ms = [lv.get("m_probability") for lv in levels]
+        if all(u is None for u in us) or all(m is None for m in ms) or u_pairs <= 0:
+            continue
+        rest = [max((u or 0.0) - prior * (m or 0.0), 0.0) for u, m in zip(us, ms, strict=True)]
+        total = sum(rest)
+        if total <= 0:
+            continue
+        for lv, r in zip(levels, rest, strict=True):
+            lv["u_probability"] = r / total if r > 0 else None
+    return out
+
+
 # ---------------------------------------------------------------- settings
 
 
-def settings_dict(schema: LinkageSchema, layout: RecordLayout, cfg: RunConfig) -> dict[str, Any]:
-    """The Splink settings (backend-free, as a dict) for this schema and run."""
+def settings_dict(schema: LinkageSchema, layout: RecordLayout, cfg: RunConfig,
+                  engine: str = "duckdb") -> dict[str, Any]:
+    """The Splink settings (as a dict) for this schema and run, comparisons in ``engine``'s SQL."""
     return {
         "link_type": "dedupe_only",
         "unique_id_column_name": "rid",
-        "comparisons": schema_comparisons(schema, layout, cfg.dice_levels),
+        "comparisons": [c.doc for c in engine_comparison_specs(schema, layout, cfg.dice_levels, engine)],
         "blocking_rules_to_generate_predictions": [],
         "probability_two_random_records_match": INITIAL_PRIOR,
         "retain_matching_columns": False,
@@ -372,6 +420,29 @@ def choose_threshold(weights: np.ndarray, threshold: Threshold) -> ThresholdChoi
     )
 
 
+WEIGHT_BIN_BITS = 0.5
+
+
+def weight_distribution(weights: np.ndarray, floor: float, bin_bits: float = WEIGHT_BIN_BITS) -> dict[str, Any]:
+    """The scored pairs' final match weights as a histogram, for the report's threshold diagnostics.
+
+    Bins of ``bin_bits`` aligned on its multiples (``low`` = k * bin_bits), each with its pair count and
+    expected matches (sum of match probabilities); empty bins are left out.  Counts only.  Pairs below
+    ``floor`` (the prediction floor) were never scored and are not counted.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    w = w[np.isfinite(w)]
+    bins = []
+    if len(w):
+        k = np.floor(w / bin_bits).astype(np.int64)
+        k0 = int(k.min())
+        counts = np.bincount(k - k0)
+        expected = np.bincount(k - k0, weights=probability(w))
+        bins = [{"low": (k0 + i) * bin_bits, "pairs": int(c), "expected_matches": round(float(e), 6)}
+                for i, (c, e) in enumerate(zip(counts, expected, strict=True)) if c]
+    return {"bin_width": bin_bits, "floor_match_weight": floor, "pairs": len(w), "bins": bins}
+
+
 @dataclass
 class TrainingReport:
     u_seconds: float = 0.0
@@ -381,12 +452,17 @@ class TrainingReport:
     em_expected_matches: dict[str, float] = field(default_factory=dict)
     failed_rules: list[list[str]] = field(default_factory=list)
     prior: float | None = None
+    model_source: str = "trained"  # or "given": m and u from a model file, not trained in this run
+    u_corrected_with_prior: float | None = None  # the prior correct_u_for_matches used, if it ran
+    salt_bank_stand_ins: int = 0  # stand-in records made for salt banks (hub.saltbank)
 
     def as_doc(self) -> dict[str, Any]:
-        return {"u_seconds": round(self.u_seconds, 3), "em_seconds": round(self.em_seconds, 3),
+        return {"model_source": self.model_source,
+                "u_seconds": round(self.u_seconds, 3), "em_seconds": round(self.em_seconds, 3),
                 "em_rules": [r.as_doc() for r in self.em_rules], "untrained_comparisons": self.untrained,
                 "em_expected_matches": self.em_expected_matches, "failed_em_rules": self.failed_rules,
-                "prior": self.prior}
+                "prior": self.prior, "u_corrected_with_prior": self.u_corrected_with_prior,
+                "salt_bank_stand_ins": self.salt_bank_stand_ins}
 
 
 # ---------------------------------------------------------------- SQL of a run
@@ -395,6 +471,15 @@ class TrainingReport:
 def input_view_sql(columns: Sequence[str], records: str = "hub.records", view: str = "linkage_input") -> str:
     """Input: ``records``.  Output: view ``view`` with the columns Splink reads."""
     return f"CREATE OR REPLACE VIEW {q(view)} AS SELECT {', '.join(q(c) for c in columns)} FROM {q(records)}"
+
+
+def stand_in_view_sql(columns: Sequence[str], stand_ins: str, records: str = "hub.records",
+                      view: str = "linkage_input_predict") -> str:
+    """Input: ``records`` and ``stand_ins`` (:func:`hub.saltbank.stand_ins_sql`).  Output: view
+    ``view`` of both with the columns Splink reads."""
+    cols = ", ".join(q(c) for c in columns)
+    return (f"CREATE OR REPLACE VIEW {q(view)} AS SELECT {cols} FROM {q(records)}"
+            f" UNION ALL SELECT {cols} FROM {q(stand_ins)}")
 
 
 def scored_pairs_sql(predictions: str, output: str = "scored_pairs") -> str:
@@ -465,14 +550,18 @@ class MatchSummary:
     seconds: dict[str, float]
     model_path: str | None = None
     measured: dict[str, Any] | None = None
+    weights: dict[str, Any] | None = None  # weight_distribution() of the scored pairs (for the report)
+    engine: str = "duckdb"
 
     def as_doc(self) -> dict[str, Any]:
-        d = {"run_id": self.run_id, "records": self.records, "blocking": self.blocking,
+        d = {"run_id": self.run_id, "engine": self.engine, "records": self.records, "blocking": self.blocking,
              "training": self.training, "link_threshold": self.link_threshold,
              "cluster_threshold": self.cluster_threshold, "links": self.links, "clusters": self.clusters,
              "seconds": {k: round(v, 3) for k, v in self.seconds.items()}, "model_path": self.model_path}
         if self.measured is not None:
             d["measured"] = self.measured
+        if self.weights is not None:
+            d["weights"] = self.weights
         return d
 
 
@@ -486,39 +575,285 @@ def model_path_for(db_path: str | Path, run_id: str) -> Path:
     return p.with_name(f"{p.name}.run-{run_id}.model.json")
 
 
+ENGINES = ("duckdb", "spark")
+
+
+def model_for_engine(model: dict[str, Any], schema: LinkageSchema, layout: RecordLayout, cfg: RunConfig,
+                     engine: str = "duckdb") -> dict[str, Any]:
+    """A model's numbers on ``engine``'s comparisons.
+
+    The Splink settings of :func:`settings_dict` for ``engine`` with the prior and every level's m
+    and u taken from ``model`` (a model JSON as :func:`run_match` writes it, trained on either
+    engine).  Nothing else of ``model`` is used -- its SQL least of all, so a model file cannot
+    bring SQL of its own.  Refuses (ConfigError, every problem with its JSON path) a model whose
+    comparisons or levels (by label, so Dice thresholds included) are not this schema's and run's.
+    """
+    out = settings_dict(schema, layout, cfg, engine)
+    out["sql_dialect"] = engine
+    problems: list[Problem] = []
+
+    def number(v: Any, at: str) -> float | None:
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0:
+            return float(v)
+        problems.append(Problem(at, "must be a number in [0, 1]"))
+        return None
+
+    given = model.get("comparisons") if isinstance(model, dict) else None
+    if not isinstance(given, list) or len(given) != len(out["comparisons"]):
+        problems.append(Problem("$.comparisons", "expected the comparisons " + ", ".join(
+            c["output_column_name"] for c in out["comparisons"])))
+        given = []
+    for i, (comp, g) in enumerate(zip(out["comparisons"], given, strict=False)):
+        at = f"$.comparisons[{i}]"
+        levels = g.get("comparison_levels") if isinstance(g, dict) else None
+        if not isinstance(g, dict) or g.get("output_column_name") != comp["output_column_name"]:
+            problems.append(Problem(f"{at}.output_column_name", f"expected {comp['output_column_name']}"))
+            continue
+        if not isinstance(levels, list) or len(levels) != len(comp["comparison_levels"]):
+            problems.append(Problem(f"{at}.comparison_levels", f"expected {len(comp['comparison_levels'])} levels"))
+            continue
+        for j, (lv, gl) in enumerate(zip(comp["comparison_levels"], levels, strict=True)):
+            if not isinstance(gl, dict) or gl.get("label_for_charts") != lv["label_for_charts"]:
+                problems.append(Problem(f"{at}.comparison_levels[{j}].label_for_charts",
+                                        f"expected {lv['label_for_charts']!r}"))
+                continue
+            for key in ("m_probability", "u_probability"):
+                if gl.get(key) is not None:
+                    v = number(gl[key], f"{at}.comparison_levels[{j}].{key}")
+                    if v is not None:
+                        lv[key] = v
+    prior = number(model.get("probability_two_random_records_match") if isinstance(model, dict) else None,
+                   "$.probability_two_random_records_match")
+    if problems:
+        raise ConfigError("model", problems)
+    out["probability_two_random_records_match"] = prior
+    return out
+
+
+def records_parquet(con: duckdb.DuckDBPyConnection, db_path: str | Path, layout: RecordLayout) -> Path:
+    """The Parquet copy of ``records`` that ingest wrote beside the database (``con``: the database,
+    read-only), written again when it is missing or holds another number of rows than ``records``
+    (``records`` is only ever appended to, so the count tells a stale copy)."""
+    import pyarrow.parquet as pq
+
+    path = parquet_path_for(db_path)
+    n = con.execute(count_records_sql("records")).fetchall()[0][0]
+    if path.is_file():
+        try:
+            if pq.ParquetFile(path).metadata.num_rows == n:
+                return path
+        except (OSError, pa.ArrowException):
+            pass
+    log.info("writing the Parquet copy of records for Spark: %s", path.name)
+    return export_parquet(con, layout, path)
+
+
+def bigint_words_sql(source: str, columns: Sequence[str], layout: RecordLayout) -> str:
+    """Input: ``source`` with filters as HUGEINT words (``layout``: the DuckDB engine's).  Output: a
+    query of ``columns`` (the Spark engine's input columns: filters as signed BIGINT words
+    ``bf_<f>_w<k>``), each BIGINT word cut from its HUGEINT word as :func:`hub.store.parquet_export_sql`
+    cuts the Parquet copy's."""
+    cut: dict[str, str] = {}
+    for f in layout.filters:
+        for w, (hi, lo) in zip(f.words, staging_word_columns(f), strict=True):
+            if lo is None:  # a 64-bit word, held unsigned in its HUGEINT
+                cut[hi] = (f"CAST(CASE WHEN {q(w)} >= CAST(9223372036854775808 AS HUGEINT)"
+                           f" THEN {q(w)} - CAST(18446744073709551616 AS HUGEINT) ELSE {q(w)} END AS BIGINT)")
+                continue
+            cut[hi] = f"CAST({q(w)} >> 64 AS BIGINT)"
+            cut[lo] = (f"CAST(CAST({q(w)} & CAST(9223372036854775807 AS HUGEINT) AS BIGINT)"
+                       f" | (CASE WHEN ({q(w)} >> 63) & 1 = 1 THEN CAST(-9223372036854775808 AS BIGINT)"
+                       f" ELSE CAST(0 AS BIGINT) END) AS BIGINT)")
+    sel = ", ".join(f"{cut[c]} AS {q(c)}" if c in cut else q(c) for c in columns)
+    return f"SELECT {sel} FROM {q(source)}"
+
+
+def parquet_table_sql(output: str, columns: Sequence[str]) -> str:
+    """Input: bound path of Parquet files (a glob).  Output: table ``output(<columns>)`` holding them."""
+    return (f"CREATE OR REPLACE TABLE {q(output)} AS SELECT {', '.join(q(c) for c in columns)}"
+            f" FROM read_parquet(?)")
+
+
+class DuckDBEngine:
+    """Splink on the run's own DuckDB connection (the hub database attached as ``hub``)."""
+
+    name = "duckdb"
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        from splink import DuckDBAPI
+
+        self.con = con
+        self.db_api = DuckDBAPI(connection=con)
+
+    def layout(self, layout: RecordLayout) -> RecordLayout:
+        return layout
+
+    def rule_sql(self, sql: str) -> str:
+        return sql
+
+    def register_input(self, columns: Sequence[str]) -> Any:
+        self.con.execute(input_view_sql(columns))
+        return self.db_api.register("linkage_input")
+
+    def register_predict_input(self, columns: Sequence[str], stand_ins: str) -> Any:
+        """The input for prediction: the records and the salt-bank stand-ins (:mod:`hub.saltbank`)."""
+        self.con.execute(stand_in_view_sql(columns, stand_ins))
+        return self.db_api.register("linkage_input_predict")
+
+    def predict(self, linker: Any, blocked: str, threshold_weight: float) -> str:
+        """Score the pairs of DuckDB table ``blocked``; the name of the DuckDB table of predictions."""
+        self.predictions = getattr(self, "predictions", 0) + 1  # a fresh name for every scoring pass
+        bp = self.db_api.register(blocked, table_name=f"aidlink_blocked_pairs_{self.predictions}")
+        linker.table_management.register_blocked_pairs_for_predict(bp)
+        return linker.inference.predict(threshold_match_weight=threshold_weight, warning_mode="never").physical_name
+
+    def cluster(self, linker: Any, scored: str, threshold_weight: float) -> str:
+        """Cluster DuckDB table ``scored``; the name of the DuckDB table ``(cluster_id, rid, ...)``."""
+        from .cluster import cluster_links
+
+        return cluster_links(linker, self.db_api, scored, threshold_weight)
+
+
+class SparkEngine:
+    """Splink on a Spark session; DuckDB keeps what needs one machine's view.
+
+    Spark reads the records from the Parquet copy ingest wrote and does the work that grows with
+    the pairs: u sampling, EM, scoring, clustering.  Blocking (keyed-hash and LSH SQL, numba CLK
+    candidates) runs on DuckDB as for the DuckDB engine, so both engines score exactly the same
+    pairs; its pair list travels to Spark as Parquet.  The predictions come back as Parquet for the
+    prior, thresholds and storing (DuckDB, small: only pairs with a Bayes factor of at least 1), and
+    the scored pairs go to Spark once more for clustering, which comes back as Parquet too.  The
+    files live in a run directory that is removed afterwards (:func:`hub.spark.run_directory`).
+    """
+
+    name = "spark"
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, session: Any, run_dir: Path, records: Path,
+                 layout: RecordLayout) -> None:
+        from splink.backends.spark import SparkAPI
+
+        from .spark import lineage_method
+
+        self.con = con
+        self.session = session
+        self.run_dir = run_dir
+        self.records = records
+        self.duckdb_layout = layout
+        self.files = 0
+        self.db_api = SparkAPI(spark_session=session, register_udfs_automatically=True,
+                               break_lineage_method=lineage_method(session.sparkContext.master))
+
+    def _path(self, name: str) -> Path:
+        """A fresh exchange file or directory in the run directory (a table may travel more than once)."""
+        self.files += 1
+        return self.run_dir / f"{self.files:03d}-{name}"
+
+    def layout(self, layout: RecordLayout) -> RecordLayout:
+        from .comparisons import bigint_layout
+
+        return bigint_layout(layout)
+
+    def rule_sql(self, sql: str) -> str:
+        from .comparisons import spark_sql
+
+        return spark_sql(sql)
+
+    def register_input(self, columns: Sequence[str]) -> Any:
+        from .spark import read_parquet_view
+
+        read_parquet_view(self.session, self.records, "linkage_input", list(columns))
+        return self.db_api.register("linkage_input")
+
+    def register_predict_input(self, columns: Sequence[str], stand_ins: str) -> Any:
+        """The records and the salt-bank stand-ins (:mod:`hub.saltbank`, made on DuckDB with HUGEINT
+        words; their words are cut into BIGINT words on the way to Spark)."""
+        from .spark import read_parquet_view
+
+        path = self._path(f"{stand_ins}.parquet")
+        self.con.sql(bigint_words_sql(stand_ins, columns, self.duckdb_layout)).write_parquet(str(path))
+        read_parquet_view(self.session, path, stand_ins)
+        both = self.session.table("linkage_input").unionByName(self.session.table(stand_ins))
+        both.createOrReplaceTempView("linkage_input_predict")
+        return self.db_api.register("linkage_input_predict")
+
+    def _to_spark(self, table: str) -> None:
+        from .spark import read_parquet_view
+
+        path = self._path(f"{table}.parquet")
+        self.con.table(table).write_parquet(str(path))
+        read_parquet_view(self.session, path, table)
+
+    def _from_spark(self, physical: str, columns: list[str], output: str) -> str:
+        from .spark import write_parquet
+
+        path = write_parquet(self.session, physical, columns, self._path(output))
+        self.con.execute(parquet_table_sql(output, columns), [str(path / "*.parquet")])
+        return output
+
+    def predict(self, linker: Any, blocked: str, threshold_weight: float) -> str:
+        self._to_spark(blocked)
+        bp = self.db_api.register(blocked, table_name=f"aidlink_blocked_pairs_{self.files}")
+        linker.table_management.register_blocked_pairs_for_predict(bp)
+        predictions = linker.inference.predict(threshold_match_weight=threshold_weight, warning_mode="never")
+        return self._from_spark(predictions.physical_name, ["rid_l", "rid_r", "match_weight"], "spark_predictions")
+
+    def cluster(self, linker: Any, scored: str, threshold_weight: float) -> str:
+        from .cluster import cluster_links
+
+        self._to_spark(scored)
+        clusters = cluster_links(linker, self.db_api, scored, threshold_weight)
+        return self._from_spark(clusters, ["cluster_id", "rid"], "spark_clusters")
+
+
 def run_match(db_path: str | Path, cfg: RunConfig, *, run_id: str | None = None, now: datetime | None = None,
               model_path: str | Path | None = None, memory_limit: str | None = "6GB",
               threads: int | None = None, labels: pa.Table | None = None,
-              work_dir: str | Path | None = None) -> MatchSummary:
+              work_dir: str | Path | None = None, engine: str = "duckdb", model: dict[str, Any] | None = None,
+              spark_session: Any | None = None, spark_master: str = "local[*]",
+              spark_conf: dict[str, str] | None = None) -> MatchSummary:
     """Block, train, predict and cluster everything ingested into ``db_path``; store the run.
 
     ``labels`` (dataset_l, token_l, dataset_r, token_r), when given, only adds measured blocking
     recall, precision and recall to the summary: nothing is chosen with them.
+
+    ``engine="spark"`` trains, scores and clusters on Spark (:class:`SparkEngine`): on
+    ``spark_session`` if given (left running), else on a session started on ``spark_master`` with
+    ``spark_conf`` (:mod:`hub.spark`) and stopped at the end.  Blocking, the prior, the thresholds
+    and the stored results are the DuckDB engine's, in the same hub database.
+
+    ``model`` (a model JSON as this function writes it, from either engine) skips training: its m,
+    u are used as they are (:func:`model_for_engine`); the prior is re-estimated as usual.
     """
-    from splink import DuckDBAPI, Linker
+    from splink import Linker
 
     from .block import build_blocked_pairs
-    from .cluster import cluster_links, cluster_sizes_sql, insert_clusters_sql
+    from .cluster import cluster_sizes_sql, insert_clusters_sql
 
+    if engine not in ENGINES:
+        raise ConfigError("match", [Problem("engine", f"must be one of {', '.join(ENGINES)}")])
     started = (now or datetime.now(UTC)).replace(tzinfo=None)
     run_id = run_id or new_run_id(started)
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
         logging.getLogger("splink").setLevel(logging.ERROR)  # its training chatter; --debug shows it
+        logging.getLogger("py4j").setLevel(logging.ERROR)
     seconds: dict[str, float] = {}
     t_all = time.perf_counter()
 
     meta_con = connect(db_path, read_only=True)
     try:
         meta = read_meta(meta_con)
+        if not meta.initialised:
+            raise StateError(f"{db_path}: nothing has been ingested yet (run `linkage-hub ingest` first)")
+        schema = schema_from_document(meta.schema_document, "hub database schema")
+        if schema.fingerprint != meta.schema_fingerprint:
+            raise StateError("the schema stored in this hub database no longer has its recorded fingerprint "
+                             "(this linkage-hub's normaliser or encoding versions differ from those that made "
+                             "the data)")
+        layout = RecordLayout.from_schema(schema, meta.lsh)
+        given = model_for_engine(model, schema, layout, cfg, "duckdb") if model is not None else None
+        parquet = records_parquet(meta_con, db_path, layout) if engine == "spark" else None
     finally:
         meta_con.close()
-    if not meta.initialised:
-        raise StateError(f"{db_path}: nothing has been ingested yet (run `linkage-hub ingest` first)")
-    schema = schema_from_document(meta.schema_document, "hub database schema")
-    if schema.fingerprint != meta.schema_fingerprint:
-        raise StateError("the schema stored in this hub database no longer has its recorded fingerprint "
-                         "(this linkage-hub's normaliser or encoding versions differ from those that made the data)")
-    layout = RecordLayout.from_schema(schema, meta.lsh)
 
     config: dict[str, Any] = {}
     if memory_limit:
@@ -529,6 +864,7 @@ def run_match(db_path: str | Path, cfg: RunConfig, *, run_id: str | None = None,
     scratch_is_ours = not scratch.exists()
     config["temp_directory"] = str(scratch)
     con = duckdb.connect(":memory:", config=config)
+    engines = contextlib.ExitStack()
     try:
         con.execute("SET enable_progress_bar = false")  # it would print on stdout
         con.execute("ATTACH ? AS hub", [str(db_path)])
@@ -544,7 +880,9 @@ def run_match(db_path: str | Path, cfg: RunConfig, *, run_id: str | None = None,
 
         # EM plan from the candidate keys' pair counts
         t = time.perf_counter()
-        if cfg.training.em_rules is None:
+        if given is not None:
+            rules, untrained = [], []
+        elif cfg.training.em_rules is None:
             candidates = list(layout.exact + layout.keys) + [b.columns[0] for b in layout.lsh]
             counts = {c: int(con.execute(candidate_pairs_sql("hub.records", [c])).fetchall()[0][0])
                       for c in candidates}
@@ -555,65 +893,106 @@ def run_match(db_path: str | Path, cfg: RunConfig, *, run_id: str | None = None,
                             int(con.execute(candidate_pairs_sql("hub.records", r.columns)).fetchall()[0][0]))
                      for r in rules]
         em_columns = [c for r in rules for c in r.columns]
-        con.execute(input_view_sql(input_columns(schema, layout, em_columns)))
+        if engine == "spark":
+            from .spark import hub_spark, run_directory
 
-        db_api = DuckDBAPI(connection=con)
-        sdf = db_api.register("linkage_input")
-        linker = Linker(sdf, settings_dict(schema, layout, cfg), log_level=None)
+            t_spark = time.perf_counter()
+            hs = engines.enter_context(hub_spark(spark_session, spark_master, spark_conf))
+            eng: DuckDBEngine | SparkEngine = SparkEngine(
+                con, hs.session, engines.enter_context(run_directory(hs.session, scratch)), parquet, layout)
+            seconds["spark_session"] = time.perf_counter() - t_spark
+        else:
+            eng = DuckDBEngine(con)
+        sdf = eng.register_input(input_columns(schema, eng.layout(layout), em_columns))
+        linker = Linker(sdf, settings_dict(schema, layout, cfg, engine), log_level=None)
         seconds["setup"] = time.perf_counter() - t
 
         report = TrainingReport(em_rules=rules, untrained=untrained)
-        t = time.perf_counter()
-        linker.training.estimate_u_using_random_sampling(
-            max_pairs=cfg.training.u_max_pairs, seed=cfg.seed, min_count_per_level=None, num_chunks=1)
-        report.u_seconds = seconds["u"] = time.perf_counter() - t
-        log.info("u estimated in %.1f s", seconds["u"])
-        t = time.perf_counter()
-        m_matches: dict[str, float] = {}
-        for r in rules:
-            session = em_session(linker, r.sql(schema, layout), cfg.training.em_max_pairs,
-                                 cfg.training.em_max_iterations)
-            if session is None:
-                log.warning("EM on %s failed; its session is skipped", "+".join(r.columns))
-                report.failed_rules.append(list(r.columns))
-                continue
-            pairs = min(r.pairs or 0, cfg.training.em_max_pairs or math.inf)
-            expected = session.core_model_settings.probability_two_random_records_match * pairs
-            for name in r.trains:
-                m_matches[name] = m_matches.get(name, 0.0) + expected
-        report.em_seconds = seconds["em"] = time.perf_counter() - t
-        log.info("EM (%d sessions) in %.1f s", len(rules), seconds["em"])
-        trained = {name for r in rules if list(r.columns) not in report.failed_rules for name in r.trains}
-        report.untrained = [c.name for c in specs(schema, layout) if c.name not in trained]
-        u_pairs = min(cfg.training.u_max_pairs, n * (n - 1) / 2)
-        model = smooth_model(linker.misc.save_model_to_json(), u_pairs, m_matches)
-        report.em_expected_matches = {k: round(v, 1) for k, v in m_matches.items()}
-        linker = Linker(sdf, model, log_level=None)
+        if given is not None:
+            report.model_source = "given"
+            native = model_for_engine(given, schema, layout, cfg, engine)
+            native["probability_two_random_records_match"] = INITIAL_PRIOR
+            model = given
+        else:
+            t = time.perf_counter()
+            linker.training.estimate_u_using_random_sampling(
+                max_pairs=cfg.training.u_max_pairs, seed=cfg.seed, min_count_per_level=None, num_chunks=1)
+            report.u_seconds = seconds["u"] = time.perf_counter() - t
+            log.info("u estimated in %.1f s", seconds["u"])
+            t = time.perf_counter()
+            m_matches: dict[str, float] = {}
+            for r in rules:
+                session = em_session(linker, eng.rule_sql(r.sql(schema, layout)), cfg.training.em_max_pairs,
+                                     cfg.training.em_max_iterations)
+                if session is None:
+                    log.warning("EM on %s failed; its session is skipped", "+".join(r.columns))
+                    report.failed_rules.append(list(r.columns))
+                    continue
+                pairs = min(r.pairs or 0, cfg.training.em_max_pairs or math.inf)
+                expected = session.core_model_settings.probability_two_random_records_match * pairs
+                for name in r.trains:
+                    m_matches[name] = m_matches.get(name, 0.0) + expected
+            report.em_seconds = seconds["em"] = time.perf_counter() - t
+            log.info("EM (%d sessions) in %.1f s", len(rules), seconds["em"])
+            trained = {name for r in rules if list(r.columns) not in report.failed_rules for name in r.trains}
+            report.untrained = [c.name for c in specs(schema, layout) if c.name not in trained]
+            u_pairs = min(cfg.training.u_max_pairs, n * (n - 1) / 2)
+            trained_raw = linker.misc.save_model_to_json()
+            native = smooth_model(trained_raw, u_pairs, m_matches)
+            report.em_expected_matches = {k: round(v, 1) for k, v in m_matches.items()}
+        linker = Linker(sdf, native, log_level=None)
+
+        # salt banks: a stand-in record per bank and chosen slots, pairs rewritten to it (hub.saltbank)
+        predict_sdf, predict_pairs = sdf, blocking.table
+        if layout.banks:
+            t = time.perf_counter()
+            predict_pairs, stand_ins = resolve_salt_banks(  # on DuckDB, over hub.records: its own layout
+                con, layout, blocking.table, input_columns(schema, layout, em_columns))
+            report.salt_bank_stand_ins = stand_ins
+            predict_sdf = eng.register_predict_input(input_columns(schema, eng.layout(layout), em_columns),
+                                                     saltbank.STAND_INS)
+            seconds["salt_banks"] = time.perf_counter() - t
+
+        def predict(model_json: dict[str, Any]) -> tuple[str, np.ndarray, float]:
+            plinker = Linker(predict_sdf, model_json, log_level=None)
+            pred = eng.predict(plinker, predict_pairs, w0 + BAYES_FLOOR_BITS)
+            raw = con.execute(weights_sql(pred)).fetchnumpy()["match_weight"]
+            bayes = np.asarray(raw, dtype=np.float64) - w0
+            return pred, bayes, estimate_prior(bayes, n * (n - 1) / 2)
 
         t = time.perf_counter()
-        bp = db_api.register(blocking.table, table_name="aidlink_blocked_pairs")
-        linker.table_management.register_blocked_pairs_for_predict(bp)
         w0 = prior_weight(INITIAL_PRIOR)
-        predictions = linker.inference.predict(threshold_match_weight=w0 + BAYES_FLOOR_BITS, warning_mode="never")
+        predictions, bayes, prior = predict(native)
         seconds["predict"] = time.perf_counter() - t
         log.info("predict: %d pairs in %.1f s", blocking.pairs, seconds["predict"])
         predict_rate = blocking.pairs / seconds["predict"] if seconds["predict"] > 0 else None
+        if given is None and cfg.training.correct_u:
+            # take the sampled matches out of u under this prior, then score again (correct_u_for_matches)
+            t = time.perf_counter()
+            native = smooth_model(correct_u_for_matches(trained_raw, u_pairs, prior), u_pairs, m_matches)
+            report.u_corrected_with_prior = prior
+            predictions, bayes, prior = predict(native)
+            seconds["predict_u_corrected"] = time.perf_counter() - t
+            linker = Linker(sdf, native, log_level=None)
+        if given is None:
+            # the model is stored as the DuckDB engine writes it, whichever engine trained it
+            model = native if engine == "duckdb" else model_for_engine(native, schema, layout, cfg, "duckdb")
 
         t = time.perf_counter()
-        raw = con.execute(weights_sql(predictions.physical_name)).fetchnumpy()["match_weight"]
-        bayes = np.asarray(raw, dtype=np.float64) - w0
-        total_pairs = n * (n - 1) / 2
-        prior = estimate_prior(bayes, total_pairs)
         report.prior = prior
         shift = prior_weight(prior) - w0
-        con.execute(scored_pairs_sql(predictions.physical_name), [shift])
+        con.execute(scored_pairs_sql(predictions), [shift])
+        if layout.banks:
+            con.execute(saltbank.stand_in_map_sql())
+            con.execute(saltbank.map_back_sql("scored_pairs"))
         final = bayes + prior_weight(prior)
         link = choose_threshold(final, cfg.link_threshold)
         cluster_th = link if cfg.cluster_threshold is None else choose_threshold(final, cfg.cluster_threshold)
         model["probability_two_random_records_match"] = prior
-        clusters_table = cluster_links(linker, db_api, "scored_pairs", cluster_th.match_weight)
+        clusters_table = eng.cluster(linker, "scored_pairs", cluster_th.match_weight)
         sizes = dict(con.execute(cluster_sizes_sql(clusters_table)).fetchall())
         seconds["prior_threshold_cluster"] = time.perf_counter() - t
+        engines.close()  # the Spark session (if ours) is not needed any more
 
         measured = None
         if labels is not None:
@@ -626,7 +1005,8 @@ def run_match(db_path: str | Path, cfg: RunConfig, *, run_id: str | None = None,
             link_threshold=link.as_doc(), cluster_threshold=cluster_th.as_doc(), links=link.expected_links,
             clusters={"count": int(sum(sizes.values())), "linked_records": int(sum(k * v for k, v in sizes.items() if k > 1)),
                       "largest": int(max(sizes) if sizes else 0)},
-            seconds=seconds, model_path=str(mpath), measured=measured)
+            seconds=seconds, model_path=str(mpath), measured=measured,
+            weights=weight_distribution(final, prior_weight(prior) + BAYES_FLOOR_BITS), engine=engine)
         summary.blocking["pairs_scored_per_second"] = round(predict_rate) if predict_rate else None
         finished = datetime.now(UTC).replace(tzinfo=None)
         con.execute("BEGIN TRANSACTION")
@@ -646,6 +1026,7 @@ def run_match(db_path: str | Path, cfg: RunConfig, *, run_id: str | None = None,
         seconds["total"] = time.perf_counter() - t_all
         return summary
     finally:
+        engines.close()
         con.close()
         if scratch_is_ours:
             shutil.rmtree(scratch, ignore_errors=True)

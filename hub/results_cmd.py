@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import click
 
-from agency_kit.clitools import aidlink_command
+from agency_kit.clitools import aidlink_command, hub_audit
 from agency_kit.keys_cmd import force_option, passphrase_option, read_passphrase
 from linkage.keyfile import read_identity_file
 from linkage.package import DEFAULT_TTL_DAYS
@@ -24,7 +24,7 @@ from .results import write_results
 def register(cli: click.Group) -> None:
     """Add ``results`` to ``linkage-hub``."""
 
-    @aidlink_command(cli, "results")
+    @aidlink_command(cli, "results", audit=hub_audit("db_path"))
     @click.option("--db", "db_path", required=True, type=click.Path(exists=True, dir_okay=False),
                   help="The hub database.")
     @click.option("--roster", "roster_path", required=True, type=click.Path(exists=True, dir_okay=False),
@@ -46,8 +46,18 @@ def register(cli: click.Group) -> None:
         hub = read_identity_file(hub_key, passphrase, role="hub")
         # pinned: only a roster this hub signed says which keys results are sealed to
         roster = load_roster(roster_path, hub_signing_key=hub.signing_key.public_key())
+        reporter.audit_identity(hub)
+        reporter.audit_input("database", db_path)
+        reporter.audit_input("roster", roster_path)
         summary = write_results(db_path, out_dir, roster=roster, hub=hub, rules=rules, run_id=run_id,
                                 ttl_days=ttl_days, force=force)
+        reporter.audit_output("database", db_path)
+        for p in summary["packages"]:
+            reporter.audit_output("result_package", p["file"])
+        reporter.audit_counts(packages=len(summary["packages"]),
+                              clue_rows=sum(p["clue_rows"] for p in summary["packages"]))
+        reporter.audit_refs(run_id=summary["run_id"], rule_set_digest=summary["rule_set_digest"],
+                            package_ids=[p["package_id"] for p in summary["packages"]])
         if not summary["packages"]:
             reporter.say(f"run {summary['run_id']} has no clue rows: no result package written")
         for p in summary["packages"]:

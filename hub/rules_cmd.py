@@ -8,10 +8,12 @@ rule and receiver, never a token.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 import duckdb
 
-from agency_kit.clitools import aidlink_command
+from agency_kit.clitools import aidlink_command, hub_audit
 from linkage.errors import StateError
 from linkage.schema import load_schema
 
@@ -32,7 +34,7 @@ def latest_run(con: duckdb.DuckDBPyConnection) -> str:
 def register(cli: click.Group) -> None:
     """Add ``rules`` to ``linkage-hub``."""
 
-    @aidlink_command(cli, "rules")
+    @aidlink_command(cli, "rules", audit=hub_audit("db_path"))
     @click.option("--db", "db_path", required=True, type=click.Path(exists=True, dir_okay=False),
                   help="The hub database.")
     @click.option("--rules", "rules_path", default="judicial-assistance", show_default=True,
@@ -52,12 +54,19 @@ def register(cli: click.Group) -> None:
                 raise click.BadParameter("expected ROLE=AGENCY_ID", param_hint="--agency")
             mapping[role] = agency
         ruleset = load_rules(rules_path, load_schema(schema_path))
+        reporter.audit_input("database", db_path)
+        if Path(rules_path).is_file():
+            reporter.audit_input("rule_set", rules_path)
         con = duckdb.connect(db_path)
         try:
             run = run_id or latest_run(con)
             summary = apply_rules(con, ruleset, run, agencies=mapping or None)
         finally:
             con.close()
+        reporter.audit_output("database", db_path)
+        reporter.audit_counts(clues=sum(n for by in summary["clues"].values() for n in by.values()),
+                              clusters_matched=sum(summary["matched"].values()))
+        reporter.audit_refs(run_id=summary["run_id"], rule_set_digest=summary["rule_set_digest"])
         for rule_id, by_receiver in summary["clues"].items():
             for receiver, n in by_receiver.items():
                 reporter.say(f"{rule_id}: {n} clue(s) for {receiver}")

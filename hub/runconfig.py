@@ -72,6 +72,7 @@ class TrainingConfig:
     em_max_pairs: float | None = 2e6
     em_max_iterations: int = 25
     em_rules: tuple[tuple[str, ...], ...] | None = None  # None: chosen from the schema
+    correct_u: bool = True  # take the sampled matches out of u (hub.model.correct_u_for_matches)
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,7 @@ class RunConfig:
                 "u_max_pairs": t.u_max_pairs,
                 "em_max_pairs": t.em_max_pairs, "em_max_iterations": t.em_max_iterations,
                 "em_rules": [list(r) for r in t.em_rules] if t.em_rules is not None else "auto",
+                "correct_u": t.correct_u,
             },
         }
 
@@ -180,6 +182,7 @@ def run_config_from_document(doc: Any, source: str = "<run config>") -> RunConfi
             em_max_pairs=tr.get("em_max_pairs", t0.em_max_pairs),
             em_max_iterations=tr.get("em_max_iterations", t0.em_max_iterations),
             em_rules=None if em_rules == "auto" else tuple(tuple(r) for r in em_rules),
+            correct_u=tr.get("correct_u", t0.correct_u),
         ),
         document=doc,
     )

@@ -116,6 +116,7 @@ class RecordLayout:
     kind_attributes: dict[str, frozenset[str]]  # dataset kind -> allowed attr_ columns
     lsh: tuple[LshBands, ...] = ()
     exact_fields: dict[str, str] = field(default_factory=dict)  # eh_ column -> field
+    banks: dict[str, int] = field(default_factory=dict)  # field with a salt bank -> slots
 
     @classmethod
     def from_schema(cls, schema: LinkageSchema, lsh: tuple[LshBands, ...] = ()) -> RecordLayout:
@@ -141,6 +142,7 @@ class RecordLayout:
             kind_attributes=kinds,
             lsh=lsh,
             exact_fields={f"eh_{f.name}": f.name for f in schema.exact_fields},
+            banks={f.name: len(f.filter.hardening.salt.bank) for f in schema.bank_fields},
         )
 
     def filter(self, field_name: str) -> FilterColumns:
@@ -148,6 +150,13 @@ class RecordLayout:
             if f.field == field_name:
                 return f
         raise KeyError(field_name)
+
+    def bank_columns(self, field_name: str) -> list[tuple[str, str]]:
+        """(name, SQL type) of the columns of table ``bank_<field>``: rid, slot, and the field's
+        filter words and popcount under the same names as in ``records``."""
+        f = self.filter(field_name)
+        return [("rid", "BIGINT"), ("slot", "SMALLINT"), *((w, "HUGEINT") for w in f.words),
+                (f.popcount, "INTEGER")]
 
     @property
     def lsh_columns(self) -> tuple[str, ...]:
@@ -189,6 +198,27 @@ def create_records_sql(layout: RecordLayout) -> str:
     """Output: table ``records`` with the columns of ``layout``."""
     cols = ", ".join(f"{q(n)} {t}" for n, t in layout.record_columns())
     return f"CREATE TABLE IF NOT EXISTS records ({cols})"
+
+
+def bank_table(field_name: str) -> str:
+    """The table holding the salt banks of one field."""
+    return f"bank_{field_name}"
+
+
+def create_bank_sql(layout: RecordLayout, field_name: str) -> str:
+    """Output: table ``bank_<field>`` (one row per slot of each record's salt bank)."""
+    cols = ", ".join(f"{q(n)} {t}" for n, t in layout.bank_columns(field_name))
+    return f"CREATE TABLE IF NOT EXISTS {q(bank_table(field_name))} ({cols})"
+
+
+def insert_bank_sql(layout: RecordLayout, field_name: str, staging: str) -> str:
+    """Input: staging table ``staging`` (rid, slot, BIGINT words ``bf_<f>_w<i>``, popcount).
+    Output: its rows appended to ``bank_<field>``, words as HUGEINT."""
+    f = layout.filter(field_name)
+    names = [q(n) for n, _ in layout.bank_columns(field_name)]
+    sel = ["rid", "slot", *(hugeint_word_sql(hi, lo) for hi, lo in staging_word_columns(f)), q(f.popcount)]
+    return (f"INSERT INTO {q(bank_table(field_name))} ({', '.join(names)})"
+            f" SELECT {', '.join(sel)} FROM {q(staging)}")
 
 
 def create_runs_sql() -> str:
@@ -369,7 +399,7 @@ def read_meta(con: duckdb.DuckDBPyConnection) -> StoreMeta:
 def create_tables(con: duckdb.DuckDBPyConnection, layout: RecordLayout) -> None:
     """Create every table of the store (idempotent)."""
     for sql in (create_meta_sql(), create_packages_sql(), create_records_sql(layout), create_runs_sql(),
-                create_pairs_sql(), create_clusters_sql()):
+                create_pairs_sql(), create_clusters_sql(), *(create_bank_sql(layout, f) for f in layout.banks)):
         con.execute(sql)
 
 

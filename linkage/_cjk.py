@@ -4,16 +4,23 @@ Nothing here is public API: :mod:`linkage.normalise` builds on it.  The tables
 are small and written out by hand (middle-dot look-alikes, null markers,
 surname readings, province names); the large ones come from the installed
 ``opencc`` (traditional -> simplified) and ``pypinyin`` (character readings)
-packages, whose versions go into the schema fingerprint.
+packages, whose versions go into the schema fingerprint.  pypinyin's
+single-character readings are read from ``pinyin_table.txt``, generated from
+it by tools/make_pinyin_table.py, when that table was made from the installed
+version (tests/unit/test_pinyin_table.py checks every character).
 """
 
 from __future__ import annotations
 
 import math
 import re
+import sys
 import unicodedata
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
+from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -333,25 +340,17 @@ def _pinyin_module():
 
 
 def pinyin_version() -> str:
-    return str(_pinyin_module().__version__)
+    return metadata.version("pypinyin")
 
 
-CHAR_PINYIN: dict[str, str] = {}
+def pypinyin_reading(ch: str) -> str:
+    """Toneless pinyin of one character straight from pypinyin ('' if it has none)."""
+    pp = _pinyin_module()
+    out = pp.lazy_pinyin(ch, style=pp.Style.NORMAL, errors="ignore")
+    return _ascii_toneless(out[0]) if out else ""
 
 
-def char_pinyin(ch: str) -> str:
-    """Toneless pinyin of one Han character ('' if pypinyin has none), cached."""
-    hit = CHAR_PINYIN.get(ch)
-    if hit is None:
-        pp = _pinyin_module()
-        out = pp.lazy_pinyin(ch, style=pp.Style.NORMAL, errors="ignore")
-        hit = _ascii_toneless(out[0]) if out else ""
-        CHAR_PINYIN[ch] = hit
-    return hit
-
-
-@cache
-def pinyin_syllables() -> frozenset[str]:
+def pypinyin_syllables() -> frozenset[str]:
     """Every toneless syllable pypinyin knows that has a vowel (no m, n, ng, hm)."""
     from pypinyin.constants import PINYIN_DICT
 
@@ -362,6 +361,96 @@ def pinyin_syllables() -> frozenset[str]:
             if t and any(v in t for v in "aeiouv"):
                 out.add(t)
     return frozenset(out)
+
+
+# The readings come from a table generated from pypinyin (tools/make_pinyin_table.py):
+# importing pypinyin costs ~0.7 s and ~55 MB in every encoding process, the table ~10 ms
+# and ~6 MB.  It is used only when it was made from the installed pypinyin version, so the
+# fingerprint's "pinyin_table: pypinyin-<version>" stays true; otherwise pypinyin is asked.
+PINYIN_TABLE_FILE = Path(__file__).with_name("pinyin_table.txt")
+PINYIN_TABLE_FORMAT = "aidlink-pinyin-table 1"
+
+
+@dataclass(frozen=True)
+class PinyinTable:
+    """A generated single-character table: readings of every code point in ``ranges``
+    (a covered character absent from ``readings`` has none) and pypinyin's syllables."""
+
+    pypinyin_version: str
+    ranges: tuple[tuple[int, int], ...]  # inclusive code point ranges
+    readings: dict[str, str]
+    syllables: frozenset[str]
+
+    def covers(self, cp: int) -> bool:
+        return any(lo <= cp <= hi for lo, hi in self.ranges)
+
+
+def class_ranges(char_class: str) -> tuple[tuple[int, int], ...]:
+    """Inclusive code point ranges of a regex character-class body such as HAN_CLASS."""
+    out, i = [], 0
+    while i < len(char_class):
+        if i + 2 < len(char_class) and char_class[i + 1] == "-":
+            out.append((ord(char_class[i]), ord(char_class[i + 2])))
+            i += 3
+        else:
+            out.append((ord(char_class[i]), ord(char_class[i])))
+            i += 1
+    return tuple(out)
+
+
+def read_pinyin_table(path: Path | None = None) -> PinyinTable:
+    """Parse a table file (the shipped one by default; tools/make_pinyin_table.py has the format)."""
+    path = PINYIN_TABLE_FILE if path is None else path
+    fields: dict[str, str] = {}
+    readings: dict[str, str] = {}
+    with open(path, encoding="utf-8") as f:
+        if f.readline().rstrip("\n") != PINYIN_TABLE_FORMAT:
+            raise ValueError(f"{path}: not a {PINYIN_TABLE_FORMAT} file")
+        for line in f:
+            tag, _, rest = line.rstrip("\n").partition("\t")
+            if tag == "r":
+                reading, _, chars = rest.partition("\t")
+                readings.update(dict.fromkeys(chars, sys.intern(reading)))
+            elif tag and not tag.startswith("#"):
+                fields[tag] = rest
+    ranges = tuple((int(a, 16), int(b, 16)) for a, b in
+                   (r.split("-") for r in fields["covers"].split(",")))
+    return PinyinTable(fields["pypinyin"], ranges, readings, frozenset(fields["syllables"].split()))
+
+
+@cache
+def _pinyin_table() -> PinyinTable | None:
+    """The shipped table when it was made from the installed pypinyin, else None."""
+    try:
+        table = read_pinyin_table()
+        if table.pypinyin_version != pinyin_version():
+            return None
+    except (OSError, ValueError, KeyError, metadata.PackageNotFoundError):
+        return None
+    CHAR_PINYIN.update(table.readings)
+    return table
+
+
+CHAR_PINYIN: dict[str, str] = {}
+
+
+def char_pinyin(ch: str) -> str:
+    """Toneless pinyin of one Han character ('' if pypinyin has none), cached."""
+    hit = CHAR_PINYIN.get(ch)
+    if hit is None:
+        table = _pinyin_table()  # loads once, filling CHAR_PINYIN with every reading it has
+        hit = CHAR_PINYIN.get(ch)
+        if hit is None:
+            hit = "" if table is not None and table.covers(ord(ch)) else pypinyin_reading(ch)
+            CHAR_PINYIN[ch] = hit
+    return hit
+
+
+@cache
+def pinyin_syllables() -> frozenset[str]:
+    """Every toneless syllable pypinyin knows that has a vowel (no m, n, ng, hm)."""
+    table = _pinyin_table()
+    return table.syllables if table is not None else pypinyin_syllables()
 
 
 def segment_pinyin(word: str) -> list[str]:

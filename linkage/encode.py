@@ -63,7 +63,8 @@ salted (``hardening.salt``), ``UTF-8(s + U+001F + t)`` where ``s`` is the
 normalised value of the salt field.  If ``s`` is missing: ``on_missing:
 "null"`` makes the field filter null (for the CLK: the record contributes no
 bits; the CLK is still produced, all zero before hardening); ``"unsalted"``
-hashes the bare token.
+hashes the bare token; ``"bank"`` makes the field filter null and adds a
+salt bank (section 7).
 
 **4. Positions.**  The stream of message ``m`` under key ``K`` is block 0 =
 ``HMAC-SHA256(K, m)``, block ``j >= 1`` = ``HMAC-SHA256(K, 0xFF ||
@@ -116,10 +117,27 @@ as a big-endian signed int64, null when ``v`` is missing.  ``bk_<b>``: the
 same under ``K("blocking", b)`` over the UTF-8 of the key's field values in
 the schema's order joined by U+001F, null when any of them is missing.
 
+**7. Salt banks.**  For a field whose salt has ``on_missing: "bank"`` with
+``bank: {from, to}``, column ``sb_<f>``: ``binary`` (variable-size, so
+null rows cost nothing) of ``k * output_length / 8`` bytes with ``k = to -
+from + 1``, null unless the row has a
+value for ``f`` and none for the salt.  It holds ``k`` slots: the field's
+filter (steps 1-5, BLIP included) with ``s`` set to each year ``from .. to``
+written as four digits, concatenated in a uniformly random order drawn
+afresh for every row and run.  The hub compares a pair's other filter with
+every slot and keeps the best (the slot of the true year agrees with a true
+match); the random order keeps it from learning which year that was.  The
+order is the one part of a bank that is not reproducible, by design.
+
 Implementation: per field the values are factorised, the distinct values
 tokenised with array operations, each distinct (salt, token) message hashed
 once, and bits set row by row in packed output by one numba loop, in chunks of
-rows so memory stays bounded.
+rows so memory stays bounded.  A caller that encodes one export in many calls
+(agency-kit, chunk by chunk) passes one :class:`EncodeCache` to all of them:
+a message hashed in an earlier call is then not hashed again (the cache stores
+exactly what hashing returned, so the output is the same with or without it;
+see :mod:`linkage._bits.memo`).  The cache holds values derived from the
+secret: keep it for one run and drop it.
 """
 
 from __future__ import annotations
@@ -133,11 +151,12 @@ import pyarrow as pa
 
 from ._bits import hardening, hashing, kernels, tokens
 from ._bits.hardening import blip_flip_probability
+from ._bits.memo import RunMemo as EncodeCache
 from .errors import SchemaMismatchError
 from .keys import LinkageSecret
 from .schema import FieldSpec, Hardening, LinkageSchema
 
-__all__ = ["CHUNK_ROWS", "blip_flip_probability", "blip_sensitivity", "encode_records",
+__all__ = ["CHUNK_ROWS", "EncodeCache", "blip_flip_probability", "blip_sensitivity", "encode_records",
            "encoded_arrow_schema"]
 
 CHUNK_ROWS = 1 << 17  # rows encoded together; bounds the working memory
@@ -198,25 +217,30 @@ def encoded_arrow_schema(schema: LinkageSchema) -> pa.Schema:
     cols += [pa.field(f"eh_{f.name}", pa.int64()) for f in schema.exact_fields]
     cols += [pa.field(f"bk_{b.name}", pa.int64()) for b in schema.blocking_keys]
     cols.append(pa.field("clk", pa.binary(schema.clk_output_length // 8), nullable=False))
+    cols += [pa.field(f"sb_{f.name}", pa.binary()) for f in schema.bank_fields]  # variable size: nulls are free
     return pa.schema(cols)
 
 
 def encode_records(normalised: pd.DataFrame, schema: LinkageSchema, secret: LinkageSecret,
-                   rng: np.random.Generator | None = None) -> pa.Table:
+                   rng: np.random.Generator | None = None, *, cache: EncodeCache | None = None) -> pa.Table:
     """Encode a normalised frame (one object column per schema field) under ``secret``.
 
     ``rng`` drives BLIP's random flips only (fresh randomness from ``secrets``
-    when omitted); pass a seeded generator in tests.
+    when omitted); pass a seeded generator in tests.  ``cache``: one
+    :class:`EncodeCache` shared by the calls of one run saves hashing a
+    message twice (same result either way).
     """
     if not isinstance(normalised, pd.DataFrame):
         raise TypeError("normalised must be a pandas DataFrame")
     if not isinstance(secret, LinkageSecret):
         raise TypeError("secret must be a LinkageSecret")
+    if cache is not None and not isinstance(cache, EncodeCache):
+        raise TypeError("cache must be an EncodeCache")
     _check_columns(normalised, schema)
     targets = _targets(schema, secret)
     if rng is None and any(t.hardening.blip_epsilon is not None for t in targets.values()):
         rng = np.random.default_rng(secrets.randbits(128))
-    data = _Data(normalised)
+    data = _Data(normalised, cache)
     n = len(normalised)
     arrays: list[pa.Array] = []
     for f in schema.filter_fields:
@@ -228,7 +252,39 @@ def encode_records(normalised: pd.DataFrame, schema: LinkageSchema, secret: Link
         arrays.append(_blocking(secret.derive("blocking", schema.id, b.name), data, b.fields, n))
     packed, _ = _encode_target(targets["#clk"], data, n, rng)
     arrays.append(_fixed_binary(packed, None))
+    for f in schema.bank_fields:
+        arrays.append(_salt_bank(targets[f.name], data, n, rng, cache))
     return pa.Table.from_arrays(arrays, schema=encoded_arrow_schema(schema))
+
+
+def _salt_bank(target: _Target, data: _Data, n: int, rng: np.random.Generator | None,
+               cache: EncodeCache | None) -> pa.Array:
+    """``sb_<f>`` (section 7 of the spec): for each row with a value but no salt, the field's
+    filter under every bank salt, slots in a fresh random order; null elsewhere."""
+    salt = target.hardening.salt
+    field = target.parts[0].field.name
+    k = len(salt.bank)
+    width = target.output_length // 8
+    rows = np.flatnonzero((data.column(field).codes >= 0) & (data.column(salt.field).codes < 0))
+    size = k * width
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    offsets[rows + 1] = size
+    np.cumsum(offsets, out=offsets)
+    body = np.zeros((rows.size, size), dtype=np.uint8)
+    if rows.size:
+        values = data.df[field].to_numpy(dtype=object)[rows]
+        frame = pd.DataFrame({field: np.repeat(values, k), salt.field: np.tile(np.array(salt.bank, dtype=object),
+                                                                               rows.size)}, dtype=object)
+        packed, _ = _encode_target(target, _Data(frame, cache), len(frame), rng)
+        slots = packed.reshape(rows.size, k, width)
+        gen = rng if rng is not None else np.random.default_rng(secrets.randbits(128))
+        order = np.argsort(gen.random((rows.size, k)), axis=1)  # an independent shuffle per row
+        body[:] = np.take_along_axis(slots, order[:, :, None], axis=1).reshape(rows.size, size)
+    valid = np.zeros(n, dtype=bool)
+    valid[rows] = True
+    return pa.Array.from_buffers(pa.binary(), n, [pa.py_buffer(np.packbits(valid, bitorder="little")),
+                                                   pa.py_buffer(offsets), pa.py_buffer(body)],
+                                 null_count=n - rows.size)
 
 
 # --------------------------------------------------------------------------- set-up
@@ -327,8 +383,9 @@ def _token_table(field: FieldSpec, values: list[str]) -> tokens.TokenTable:
 class _Data:
     """Factorised columns and token tables, each computed once per call."""
 
-    def __init__(self, df: pd.DataFrame) -> None:
+    def __init__(self, df: pd.DataFrame, cache: EncodeCache | None = None) -> None:
         self.df = df
+        self.cache = cache
         self._cols: dict[str, _Column] = {}
         self._tables: dict[str, tokens.TokenTable] = {}
         self._utf8: dict[str, np.ndarray] = {}
@@ -356,11 +413,13 @@ class _Data:
 def _encode_target(target: _Target, data: _Data, n: int,
                    rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
     """Packed filters ``(n, output_length / 8)`` and the per-row validity."""
-    set_map, clear_map, pattern = _position_maps(target)
+    set_map, clear_map, pattern = (_position_maps(target) if data.cache is None else
+                                   data.cache.derived(("maps", target.length, target.perm_key, target.balance_key),
+                                                      lambda: _position_maps(target)))
     pre_bits = 2 * target.length if pattern is not None else target.length
     salt = target.hardening.salt
     salt_col = data.column(salt.field) if salt is not None else None
-    salt_gate = salt_col.codes >= 0 if salt_col is not None and salt.on_missing == "null" else None
+    salt_gate = salt_col.codes >= 0 if salt_col is not None and salt.on_missing in ("null", "bank") else None
     if target.nullable:
         valid = data.column(target.parts[0].field.name).codes >= 0
         if salt_gate is not None:
@@ -371,7 +430,8 @@ def _encode_target(target: _Target, data: _Data, n: int,
 
     prepared = []
     for part in target.parts:
-        got = _prepare_part(part, data, salt_col, contributes, target.length, set_map, clear_map)
+        got = _prepare_part(part, data, salt_col, None if salt is None else salt.field, contributes,
+                            target.length, set_map, clear_map)
         if got is not None:
             prepared.append(got)
 
@@ -398,8 +458,8 @@ def _encode_target(target: _Target, data: _Data, n: int,
     return out, valid
 
 
-def _prepare_part(part: _Part, data: _Data, salt_col: _Column | None, contributes: np.ndarray,
-                  L: int, set_map: np.ndarray, clear_map: np.ndarray | None):
+def _prepare_part(part: _Part, data: _Data, salt_col: _Column | None, salt_field: str | None,
+                  contributes: np.ndarray, L: int, set_map: np.ndarray, clear_map: np.ndarray | None):
     """``(row_unit, Entries)`` -- each row's unit (its distinct value) and every
     unit's token messages and bit positions -- or, for a salted target,
     ``(None, SaltedEntries)``; None when no row contributes."""
@@ -414,16 +474,13 @@ def _prepare_part(part: _Part, data: _Data, salt_col: _Column | None, contribute
         value_k = np.full(len(counts), part.bits_per_token, dtype=np.int64)
     else:
         value_k = -(-part.bits_per_feature // np.maximum(counts, 1))
-    token_bytes = [t.encode("utf-8") for t in table.strings]
     row_value = np.where(present, col.codes, -1)
     if salt_col is not None:
         slots = len(salt_col.uniques) + 1  # slot 0: unsalted
         salted = kernels.SaltedEntries(row_value, salt_col.codes + 1, table.ptr, table.tok,
                                        value_k, slots, ntok)
-        prefixes = [b"", *((s + UNIT_SEP).encode("utf-8") for s in salt_col.uniques)]
-        messages = [prefixes[s] + token_bytes[t] for s, t in
-                    zip(salted.pairs_salt.tolist(), salted.pairs_tok.tolist(), strict=True)]
-        pos_ptr, pos = hashing.token_positions(part.key, messages, salted.kmax, L)
+        pos_ptr, pos = _positions(part, data, table.strings, salted.pairs_tok, salted.kmax, L,
+                                  salt_col.uniques, salted.pairs_salt, salt_field)
         salted.set_positions(pos_ptr, set_map[pos], None if clear_map is None else clear_map[pos])
         salted.plan(len(set_map) // 8, uniform_k=part.bits_per_token is not None)
         return None, salted
@@ -432,11 +489,67 @@ def _prepare_part(part: _Part, data: _Data, salt_col: _Column | None, contribute
     else:
         kmax = np.zeros(ntok, dtype=np.int64)
         np.maximum.at(kmax, table.tok, np.repeat(value_k, counts))
-    pos_ptr, pos = hashing.token_positions(part.key, token_bytes, kmax, L)
+    pos_ptr, pos = _positions(part, data, table.strings, np.arange(ntok, dtype=np.int64), kmax, L)
     entries = kernels.Entries(table.ptr, table.tok, value_k, None, pos_ptr, set_map[pos],
                               None if clear_map is None else clear_map[pos])
     entries.plan(row_value, len(set_map) // 8, kmax if part.bits_per_token is not None else None)
     return row_value, entries
+
+
+def _positions(part: _Part, data: _Data, strings: list[str], msg_tok: np.ndarray, kmax: np.ndarray, L: int,
+               salts: list[str] | None = None, msg_salt: np.ndarray | None = None,
+               salt_field: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`hashing.token_positions` of messages ``(salt, token)`` -- token
+    ``strings[msg_tok[i]]``, salt slot ``msg_salt[i]`` (0: unsalted, ``s + 1``:
+    ``salts[s]``) -- through the run's cache where there is one.
+
+    The cache is used for a uniform ``k`` (``bits_per_token``): every message
+    then has the same number of positions, stored as one row.
+    """
+    key = part.key
+    cache = data.cache
+    if cache is None or part.bits_per_token is None or not len(kmax) or L > 1 << 16:
+        return hashing.token_positions(key, _messages(strings, msg_tok, salts, msg_salt), kmax, L)
+    k = int(part.bits_per_token)
+    room = cache.room
+    tok_id = cache.token_ids(("tokens", part.field.name)).ids(strings, add=room)
+    q = tok_id[msg_tok]
+    if salts is not None:
+        salt_id = np.concatenate([np.zeros(1, np.int64),
+                                  cache.token_ids(("salt", salt_field)).ids(salts, add=room) + 1])
+        s_id = salt_id[msg_salt]
+        known = (q >= 0) & (s_id >= 0)
+        q = np.where(known, (s_id << 32) | q, -1)
+    else:
+        known = q >= 0
+    store = cache.positions(key, k, L)
+    rows = np.where(known, store.lookup(q), -1)
+    miss = np.flatnonzero(rows < 0)
+    out = np.empty((len(q), k), dtype=np.int32)
+    hit = np.flatnonzero(rows >= 0)
+    if len(hit):
+        out[hit] = store.take(rows[hit])
+    if len(miss):
+        m_tok = msg_tok[miss]
+        m_salt = None if msg_salt is None else msg_salt[miss]
+        _, pos = hashing.token_positions(key, _messages(strings, m_tok, salts, m_salt),
+                                         np.full(len(miss), k, dtype=np.int64), L)
+        pos = pos.reshape(len(miss), k)
+        out[miss] = pos
+        keep = miss[known[miss]]
+        if room and len(keep):
+            store.add(q[keep], pos[known[miss]].astype(np.uint16))
+    return np.arange(0, len(q) * k + 1, k, dtype=np.int64), out.ravel()
+
+
+def _messages(strings: list[str], msg_tok: np.ndarray, salts: list[str] | None,
+              msg_salt: np.ndarray | None) -> list[bytes]:
+    """UTF-8 of every message: the token, or the salt, U+001F and the token."""
+    if salts is None:
+        return [strings[t].encode("utf-8") for t in msg_tok.tolist()]
+    prefixes = [b"", *((s + UNIT_SEP).encode("utf-8") for s in salts)]
+    return [prefixes[s] + strings[t].encode("utf-8")
+            for s, t in zip(msg_salt.tolist(), msg_tok.tolist(), strict=True)]
 
 
 def _hash_codes(key: bytes, data: _Data, name: str) -> pa.Array:
@@ -448,7 +561,7 @@ def _hash_codes(key: bytes, data: _Data, name: str) -> pa.Array:
     idx = np.flatnonzero(used[:-1])
     vals = np.zeros(len(used), dtype=np.int64)
     if len(idx):
-        vals[idx] = hashing.hmac_int64(key, data.encoded(name)[idx].tolist())
+        vals[idx] = _hmac_int64(data, key, data.encoded(name)[idx].tolist())
     return pa.array(vals[np.where(valid, codes, 0)], type=pa.int64(), mask=~valid)
 
 
@@ -469,8 +582,15 @@ def _blocking(key: bytes, data: _Data, names: tuple[str, ...], n: int) -> pa.Arr
         rep[combo] = np.flatnonzero(valid)
         parts = [data.encoded(name)[c.codes[rep]].tolist() for name, c in zip(names, cols, strict=True)]
         messages = list(map(UNIT_SEP.encode("utf-8").join, zip(*parts, strict=True)))
-        out[valid] = hashing.hmac_int64(key, messages)[combo]
+        out[valid] = _hmac_int64(data, key, messages)[combo]
     return pa.array(out, type=pa.int64(), mask=~valid)
+
+
+def _hmac_int64(data: _Data, key: bytes, messages: list[bytes]) -> np.ndarray:
+    """:func:`hashing.hmac_int64`, through the run's cache where there is one."""
+    if data.cache is None:
+        return hashing.hmac_int64(key, messages)
+    return data.cache.ints(key).compute(messages, lambda m: hashing.hmac_int64(key, m), data.cache.room)
 
 
 def _fixed_binary(packed: np.ndarray, valid: np.ndarray | None) -> pa.Array:

@@ -31,6 +31,8 @@ code class                        meaning
 20   IntegrityError               a package or file failed authentication (opaque)
 21   RuleError                    a rule set is invalid or uses a forbidden attribute
 22   StateError                   an operation is out of order (e.g. match before ingest)
+23   AuditLogError                the audit log's chain is broken (position and kind
+                                  named), or an entry cannot be appended
 ==== =========================== ==============================================
 """
 
@@ -172,6 +174,23 @@ class StateError(AidlinkError):
     exit_code = 22
 
 
+class AuditLogError(AidlinkError):
+    """The audit log is broken or cannot be appended to.  Unlike IntegrityError it says where and
+    how (position and kind, see :mod:`linkage.audit`) -- a log is checked by its owner and its
+    reviewer, not an attacker's oracle -- but never quotes an entry."""
+
+    exit_code = 23
+
+    def __init__(self, message: str, *, position: int | None = None, kind: str | None = None) -> None:
+        super().__init__(message)
+        self.position = position
+        self.kind = kind
+
+    def details(self) -> dict[str, object]:
+        """Extra fields for the --json error object."""
+        return {k: v for k, v in (("position", self.position), ("kind", self.kind)) if v is not None}
+
+
 EXIT_CODES: dict[str, int] = {
     cls.__name__: cls.exit_code
     for cls in (
@@ -179,6 +198,6 @@ EXIT_CODES: dict[str, int] = {
         EmptyInputError, EncodingDetectionError, MixedEncodingError, CellTooLargeError,
         SheetSelectionError, FormulaCellError, SchemaMismatchError, PassphraseError,
         RosterError, OutputExistsError, FingerprintMismatchError, ReplayError,
-        IntegrityError, RuleError, StateError,
+        IntegrityError, RuleError, StateError, AuditLogError,
     )
 }

@@ -27,7 +27,9 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -40,6 +42,7 @@ import pyarrow.compute as pc
 
 from . import _cjk
 from . import idnumber as _id
+from ._bits.memo import ValueMemo
 from ._cjk import HAN, MIDDLE_DOT, cell_text, fold, is_null_marker
 from .errors import SchemaMismatchError
 from .schema import LinkageSchema
@@ -116,6 +119,48 @@ def _take(per_unique: np.ndarray, codes: np.ndarray, like: pd.Series) -> pd.Seri
 
 def _wrap(arr: np.ndarray, like: pd.Series) -> pd.Series:
     return pd.Series(arr, index=like.index, dtype=object, name=like.name, copy=False)
+
+
+_MEMO: ContextVar[ValueMemo | None] = ContextVar("aidlink_normalise_memo", default=None)
+
+
+@contextmanager
+def memo_scope(memo: ValueMemo) -> Iterator[None]:
+    """Inside the block, the slow paths -- addresses (some 20 us a distinct
+    value), names and their pinyin that are not plain Han (names with a middle
+    dot) -- take the result for a value seen before from ``memo``, one run's
+    (an export normalised chunk by chunk), dropped with it.  The bulk paths are
+    cheaper than a look-up and do not use it.  Results are the same with or
+    without it."""
+    token = _MEMO.set(memo)
+    try:
+        yield
+    finally:
+        _MEMO.reset(token)
+
+
+def _memoised(kind: str):
+    """Route ``fn(uniques, *args)`` through the memo in scope (``kind`` and ``args`` key it)."""
+    def wrap(fn):
+        def run(uniques: np.ndarray, *args):
+            memo = _MEMO.get()
+            if memo is None:
+                return fn(uniques, *args)
+            return memo.apply((kind, *args), uniques, lambda u: fn(u, *args))
+        run.__doc__ = fn.__doc__
+        return run
+    return wrap
+
+
+def _memoised_one(kind: str):
+    """Route a one-value ``fn(v)`` through the memo in scope."""
+    def wrap(fn):
+        def run(v: object):
+            memo = _MEMO.get()
+            return fn(v) if memo is None else memo.one(kind, v, fn)
+        run.__doc__ = fn.__doc__
+        return run
+    return wrap
 
 
 def _per_unique(uniques: np.ndarray, fn: Callable[[object], tuple], width: int) -> list[np.ndarray]:
@@ -197,6 +242,7 @@ def _names(uniques: np.ndarray) -> list[np.ndarray]:
     return [vals, probs, display]
 
 
+@_memoised_one("chinese_name")
 def _name_one(v: object) -> tuple[str | None, str | None, str | None]:
     s = _text_of(v)
     if s is None:
@@ -269,6 +315,7 @@ def _pinyin_of_text(s: str) -> str | None:
     return " ".join(tokens) or None
 
 
+@_memoised_one("pinyin_of_name")
 def _pinyin_of_name_value(v: object) -> tuple[str | None]:
     return (None,) if v is None else (_pinyin_of_text(str(v)),)
 
@@ -574,6 +621,7 @@ def _address_passes(texts: list[str]) -> list[str | None]:
     return [_cjk.strip_admin_prefixes(p) or None for p in parts]
 
 
+@_memoised("address")
 def _addresses(uniques: np.ndarray) -> list[np.ndarray]:
     """``_address_one`` of every unique value: ``_settle`` run in rounds over
     all values still changing."""

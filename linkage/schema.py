@@ -24,10 +24,14 @@ from .versions import component_versions
 BUILTIN_SCHEMAS = ("judicial-assistance", "febrl")
 
 
+MAX_BANK_SLOTS = 256
+
+
 @dataclass(frozen=True)
 class Salt:
     field: str
-    on_missing: str = "null"  # "null" | "unsalted"
+    on_missing: str = "null"  # "null" | "unsalted" | "bank"
+    bank: tuple[str, ...] = ()  # the salt values of a bank, in order (on_missing "bank")
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,9 @@ class Hardening:
         return cls(
             balance=bool(doc.get("balance", False)),
             xor_fold=int(doc.get("xor_fold", 0)),
-            salt=Salt(salt["field"], salt.get("on_missing", "null")) if salt else None,
+            salt=Salt(salt["field"], salt.get("on_missing", "null"),
+                      tuple(f"{y:04d}" for y in range(salt["bank"]["from"], salt["bank"]["to"] + 1))
+                      if salt.get("on_missing") == "bank" and salt.get("bank") else ()) if salt else None,
             blip_epsilon=float(doc["blip"]["epsilon"]) if doc.get("blip") else None,
             permute=bool(doc.get("permute", False)),
         )
@@ -152,6 +158,12 @@ class LinkageSchema:
         return tuple(f for f in self.fields if f.exact_hash)
 
     @property
+    def bank_fields(self) -> tuple[FieldSpec, ...]:
+        """Fields whose filter has a salt bank (``salt.on_missing: "bank"``)."""
+        return tuple(f for f in self.filter_fields
+                     if f.filter.hardening.salt is not None and f.filter.hardening.salt.on_missing == "bank")
+
+    @property
     def clk_output_length(self) -> int:
         return self.clk_hardening.output_length(self.clk_length)
 
@@ -248,6 +260,18 @@ def _hardening_problems(hard: dict[str, Any], length: int, here: str,
             problems.append(Problem(f"{here}.salt.field", "a field cannot be salted with itself"))
         elif (by_name[salt["field"]][1].get("filter") or {}).get("hardening", {}).get("salt"):
             problems.append(Problem(f"{here}.salt.field", "the salt field must not itself be salted"))
+        elif salt.get("on_missing") == "bank" and by_name[salt["field"]][1]["normaliser"] != "year":
+            problems.append(Problem(f"{here}.salt.on_missing", "a bank needs a salt field normalised as year"))
+        if salt.get("on_missing") == "bank":
+            bank = salt.get("bank")
+            if own is None:
+                problems.append(Problem(f"{here}.salt.on_missing", "the CLK cannot have a salt bank"))
+            elif not bank:
+                problems.append(Problem(f"{here}.salt.bank", "on_missing bank needs bank: {from, to}"))
+            elif not 1 <= bank["to"] - bank["from"] + 1 <= MAX_BANK_SLOTS:
+                problems.append(Problem(f"{here}.salt.bank", f"must hold 1 to {MAX_BANK_SLOTS} years"))
+        elif salt.get("bank"):
+            problems.append(Problem(f"{here}.salt.bank", "only with on_missing bank"))
     out = length * (2 if hard.get("balance") else 1)
     folds = hard.get("xor_fold", 0)
     if out >> folds < 64 or (out >> folds) % 64:

@@ -6,11 +6,13 @@
 2. create the linkage secret, every agency's identity, the hub's keys, the roster;
 3. every agency encodes its export into a signed package sealed to the hub;
 4. the hub ingests the packages, links them with Splink, clusters, applies the
-   rules and writes one sealed result package per receiving agency;
+   rules, writes one sealed result package per receiving agency and the
+   linkage report (HTML in Chinese and English, and JSON) for the reviewer;
 5. every receiving agency reveals its clues against its own vault and export;
 6. the clues are scored against the planted truth.
 
-It ends by printing where the clue lists are and the clue precision/recall.
+It ends by printing where the clue lists and the report are and the clue
+precision/recall.
 Every step is a subprocess running ``agency-kit`` / ``linkage-hub`` with
 ``--json``, exactly as an operator would run them.
 """
@@ -33,6 +35,12 @@ BIN = Path(sys.executable).parent
 PASSPHRASE = "demo-passphrase-not-for-production"
 REFERENCE_DATE = "2024-06-30"  # the synthetic county's "as of" date: ages are computed at it
 HUB_OPERATOR = "county procuratorate technical office (hub operators; holds no linkage secret)"
+RUN_CONFIG = {  # why the run is made: the report states it
+    "version": 1,
+    "purpose": "筛查未获赔偿且生活困难的刑事被害人等司法救助线索（演示县，合成数据）",
+    "legal_basis": "《人民检察院国家司法救助工作细则》；县司法救助与社会救助衔接工作协议",
+    "retention_days": 180,
+}
 
 
 class StepFailed(RuntimeError):
@@ -93,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = args.out.resolve()
     if out.exists():
         shutil.rmtree(out)
-    county, keys, packages, hubdir, results, clues_dir = (out / d for d in
-                                                          ("county", "keys", "packages", "hub", "results", "clues"))
+    county, keys, packages, hubdir, results, clues_dir, report_dir = (
+        out / d for d in ("county", "keys", "packages", "hub", "results", "clues", "report"))
     steps: list = []
     t0 = time.perf_counter()
 
@@ -142,15 +150,21 @@ def main(argv: list[str] | None = None) -> int:
         say(f"   {name:26s} {c['rows_read']:>7,} rows  {c['encoded']:>7,} encoded  {c['flagged']:>6,} flagged  "
             f"{c['rejected']:>4,} rejected")
 
-    say("4. the hub ingests, links (Splink on DuckDB), clusters, applies the rules, writes results ...")
+    say("4. the hub ingests, links (Splink on DuckDB), clusters, applies the rules, writes results and the report ...")
     db = hubdir / "hub.duckdb"
     hub_key = hubdir / "hub.identity.key"
     run("linkage-hub", "ingest", "--db", str(db), "--roster", str(out / "roster.json"), "--hub-key", str(hub_key),
         *[str(p) for p in sorted(packages.glob("*.aidpkg"))], log=steps)
-    m = run("linkage-hub", "match", "--db", str(db), log=steps)
+    run_config = hubdir / "run-config.json"
+    run_config.write_text(json.dumps(RUN_CONFIG, ensure_ascii=False, indent=2), "utf-8")
+    m = run("linkage-hub", "match", "--db", str(db), "--config", str(run_config), log=steps)
     r = run("linkage-hub", "rules", "--db", str(db), log=steps)
     res = run("linkage-hub", "results", "--db", str(db), "--roster", str(out / "roster.json"),
               "--hub-key", str(hub_key), "--out", str(results), log=steps)
+    rep = run("linkage-hub", "report", "--db", str(db), "--roster", str(out / "roster.json"), "--lang", "zh",
+              "--lang", "en", "--out", str(report_dir), log=steps)
+    reports = {**rep["files"]["html"], "json": rep["files"]["json"]}
+    say(f"   linkage report: {reports['zh']} (English: {reports['en']}; JSON: {reports['json']})")
 
     say("5. every receiving agency reveals its clues locally ...")
     revealed: list[tuple[str, str, int]] = []
@@ -182,12 +196,14 @@ def main(argv: list[str] | None = None) -> int:
     say(f"   clues for the procuratorate and others: {sum(sum(v.values()) for v in r['clues'].values())}")
     for name, f in sorted(clue_files.items()):
         say(f"   clue list ({name}): {f}")
+    say(f"   linkage report for the compliance reviewer: {reports['zh']}")
     say(f"   clue precision {score['precision']}, recall {score['recall']} "
         f"({score['correct']} of {score['expected']} planted/true clues found, {score['found']} reported)")
     say(f"   finished in {total:.0f} s; everything is under {out}")
     if args.json:
         print(json.dumps({"out": str(out), "seconds": round(total, 1), "encoded": encoded, "match": m,
-                          "rules": r["clues"], "score": score, "steps": steps}, ensure_ascii=False))
+                          "rules": r["clues"], "score": score, "report": reports, "steps": steps},
+                         ensure_ascii=False))
     return 0
 
 

@@ -13,4 +13,6 @@ Layout:
 - :mod:`.kernels`   -- the numba loop that sets (and, for balancing, clears)
   bits row by row directly in the packed output.
 - :mod:`.hardening` -- XOR-folding, BLIP bit flips, the balancing pattern.
+- :mod:`.memo`      -- results kept across the calls of one run (hashing
+  results, normalised values), bounded in size.
 """

@@ -18,12 +18,13 @@ COUNTER_PREFIX = b"\xff"  # never a byte of UTF-8: counter blocks cannot equal a
 
 def hmac_many(key: bytes, messages: Iterable[bytes]) -> bytes:
     """Concatenated HMAC-SHA256 digests (32 bytes each) of ``messages`` under ``key``."""
-    base = c_hmac.HMAC(key, hashes.SHA256())
-    out = []
+    copy = c_hmac.HMAC(key, hashes.SHA256()).copy  # the keyed state, set up once
+    out: list[bytes] = []
+    append = out.append
     for m in messages:
-        h = base.copy()
+        h = copy()
         h.update(m)
-        out.append(h.finalize())
+        append(h.finalize())
     return b"".join(out)
 
 

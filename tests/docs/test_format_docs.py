@@ -44,6 +44,8 @@ class Ref:
 REFERENCE: dict[str, Ref] = {
     "linkage-schema": Ref("formats/linkage-schema.md", ALL, strict=True),
     "run-config": Ref("formats/run-config.md", ALL, strict=True),
+    "audit-entry": Ref("formats/audit-log.md", ALL, strict=True),
+    "report": Ref("formats/report.md", ALL, strict=True),
     "mapping": Ref("formats/mapping.md", ("", "/properties/source", "/$defs/attribute")),
     "manifest": Ref("formats/package.md", ("", "/properties/counts", "/properties/columns/items")),
     "roster": Ref("formats/package.md", ("", "/properties/signature", "/$defs/keys", "/$defs/hub",

@@ -1,7 +1,9 @@
 """The README's demo, end to end at a small size: every step through the real CLIs.
 
 The clue precision/recall floors are checked against the planted truth, and
-no clue list or JSON summary leaks another agency's token.
+no clue list or JSON summary leaks another agency's token.  The linkage report
+exists in both languages, its JSON validates, and no file of the hub or the
+report holds a source file's ID number.
 """
 
 from __future__ import annotations
@@ -30,6 +32,21 @@ def test_demo_end_to_end(tmp_path):
     # outputs exist; nothing of the hub's holds a source file's identifiers
     assert list((out / "clues").rglob("*.clues.xlsx"))
     assert (out / "hub" / "hub.duckdb").exists()
+    # the linkage report: both pages and the JSON, which validates and describes the run that was made
+    from linkage.documents import validate_document
+
+    report = summary["report"]
+    assert "linkage report for the compliance reviewer" in proc.stdout and report["zh"] in proc.stdout
+    for lang in ("zh", "en"):
+        page = Path(report[lang]).read_text("utf-8")
+        assert page.startswith("<!DOCTYPE html>") and summary["match"]["run_id"] in page
+    doc = json.loads(Path(report["json"]).read_text("utf-8"))
+    validate_document(doc, "report", report["json"])
+    assert doc["run"]["run_id"] == summary["match"]["run_id"]
+    assert doc["run"]["purpose"] and doc["run"]["legal_basis"]
+    assert doc["federation"]["hub"]["operator"]
+    assert doc["key_check"]["agree"] and doc["clues"]["status"] == "clues"
+    assert doc["audit"]["status"] == "ok" and doc["audit"]["entries"] >= 4  # ingest, match, rules, results
     ids = set()
     import csv
 
@@ -41,6 +58,6 @@ def test_demo_end_to_end(tmp_path):
                     if "身份" in k and v and len(v) >= 15:
                         ids.add(v)
     assert ids
-    hub_bytes = b"".join(p.read_bytes() for p in (out / "hub").rglob("*") if p.is_file())
+    hub_bytes = b"".join(p.read_bytes() for d in ("hub", "report") for p in (out / d).rglob("*") if p.is_file())
     leaked = [i for i in list(ids)[:500] if i.encode() in hub_bytes]
     assert not leaked

@@ -74,7 +74,7 @@ def judicial():
 
 @pytest.fixture(scope="module")
 def table(judicial):
-    return encode_records(frame(ROWS, judicial), judicial, SECRET)
+    return encode_records(frame(ROWS, judicial), judicial, SECRET, np.random.default_rng(0))
 
 
 def test_columns_types_and_lengths(judicial, table):
@@ -82,7 +82,8 @@ def test_columns_types_and_lengths(judicial, table):
     names = table.column_names
     assert names[:6] == ["bf_name", "bf_name_pinyin", "bf_id_number", "bf_birth_date", "bf_phone",
                          "bf_address"]
-    assert names[-1] == "clk" and "eh_id_number" in names and "bk_dob_sex" in names
+    assert names[-3:] == ["clk", "sb_name", "sb_name_pinyin"]  # salt banks last
+    assert "eh_id_number" in names and "bk_dob_sex" in names
     for f in judicial.filter_fields:
         col = table[f"bf_{f.name}"]
         assert col.type == pa.binary(f.filter.output_length // 8)
@@ -93,7 +94,9 @@ def test_columns_types_and_lengths(judicial, table):
 
 def test_null_rules(table):
     rows = table.to_pylist()
-    assert rows[1]["bf_name"] is None  # salted by birth_year with on_missing null, year missing
+    assert rows[1]["bf_name"] is None  # salted by birth_year with on_missing bank, year missing
+    assert rows[1]["sb_name"] is not None and rows[0]["sb_name"] is None  # ... so it has a bank
+    assert rows[2]["sb_name"] is None  # no name: no bank
     assert rows[1]["bf_address"] is not None  # short unpadded value: one whole-value token
     assert rows[2]["bf_name"] is None and rows[2]["eh_phone"] is None  # None and "" are missing
     assert rows[2]["bf_birth_date"] is None
@@ -104,7 +107,9 @@ def test_null_rules(table):
 def test_matches_reference_and_vectors(judicial, table):
     doc = judicial_doc()
     for rec, got in zip(ROWS, table.to_pylist(), strict=True):
-        assert reference.encode_record(rec, doc, SECRET.value) == got
+        # salt banks (random slot order) are checked against bf_ filters in the bank test below
+        assert reference.encode_record(rec, doc, SECRET.value) == {
+            k: v for k, v in got.items() if not k.startswith("sb_")}
 
 
 @pytest.mark.parametrize("name", ["judicial_assistance", "hardening", "febrl"])
@@ -119,8 +124,8 @@ def test_native_known_answer_vectors(name):
 
 
 def test_deterministic_and_secret_dependent(judicial, table):
-    again = encode_records(frame(ROWS, judicial), judicial, SECRET)
-    assert again.equals(table)
+    again = encode_records(frame(ROWS, judicial), judicial, SECRET, np.random.default_rng(0))
+    assert again.equals(table)  # the same generator gives the same bank order
     other = encode_records(frame(ROWS, judicial), judicial, OTHER).to_pylist()
     for a, b in zip(table.to_pylist(), other, strict=True):
         for k, v in a.items():
@@ -139,6 +144,7 @@ def test_salt_changes_filter_not_clk_contribution(table):
 def test_unsalted_on_missing_hashes_bare_token(judicial):
     doc = judicial_doc()
     doc["fields"][0]["filter"]["hardening"]["salt"]["on_missing"] = "unsalted"
+    del doc["fields"][0]["filter"]["hardening"]["salt"]["bank"]
     s = schema_from_document(doc)
     plain = copy.deepcopy(doc)
     del plain["fields"][0]["filter"]["hardening"]["salt"]
@@ -274,14 +280,17 @@ def test_same_result_for_every_bit_setting_strategy_and_chunking(judicial, monke
     doc["clk"]["hardening"] = {"permute": True, "salt": {"field": "birth_year", "on_missing": "null"}}
     s = schema_from_document(doc)
     rows = (ROWS * 30)[:100]
-    base = encode_records(frame(rows, s), s, SECRET)
+    def rng():
+        return np.random.default_rng(3)  # the bank order
+
+    base = encode_records(frame(rows, s), s, SECRET, rng())
     for force in ("bits", "units", "tokens"):
         monkeypatch.setattr(kernels, "FORCE_STRATEGY", force)
-        assert encode_records(frame(rows, s), s, SECRET).equals(base), force
+        assert encode_records(frame(rows, s), s, SECRET, rng()).equals(base), force
     monkeypatch.setattr(kernels, "FORCE_STRATEGY", None)
     monkeypatch.setattr(kernels.SaltedEntries, "DENSE_LIMIT", 0)
     monkeypatch.setattr(enc, "CHUNK_ROWS", 7)
-    assert encode_records(frame(rows, s), s, SECRET).equals(base)
+    assert encode_records(frame(rows, s), s, SECRET, rng()).equals(base)
 
 
 def test_tokenisers_follow_the_spec():
@@ -315,3 +324,22 @@ def test_errors_name_columns_never_values(judicial):
     assert "522199" not in str(e.value) and "id_number" in str(e.value)
     with pytest.raises(TypeError):
         encode_records(frame(ROWS, judicial), judicial, bytes(32))
+
+
+def test_salt_bank_holds_the_filter_under_every_year_in_a_fresh_order(judicial):
+    """Section 7: the slots are the field filter with the salt set to each bank year; their order
+    is random per row and run (so it tells the hub nothing), the set of slots is not."""
+    spec = judicial.field("name")
+    years = spec.filter.hardening.salt.bank
+    width = spec.filter.output_length // 8
+    rows = [dict(ROWS[1]), dict(ROWS[1], name="王五", name_pinyin="wang wu")]
+    t1 = encode_records(frame(rows, judicial), judicial, SECRET, np.random.default_rng(1))
+    t2 = encode_records(frame(rows, judicial), judicial, SECRET, np.random.default_rng(2))
+    for r in range(2):
+        b1, b2 = t1["sb_name"][r].as_py(), t2["sb_name"][r].as_py()
+        slots1 = [b1[i * width:(i + 1) * width] for i in range(len(years))]
+        slots2 = [b2[i * width:(i + 1) * width] for i in range(len(years))]
+        assert b1 != b2 and sorted(slots1) == sorted(slots2)  # same slots, another order
+        each_year = frame([dict(rows[r], birth_year=y) for y in years], judicial)
+        assert sorted(slots1) == sorted(encode_records(each_year, judicial, SECRET)["bf_name"].to_pylist())
+        assert len(set(slots1)) == len(years)

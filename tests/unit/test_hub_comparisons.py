@@ -16,6 +16,7 @@ from hub.comparisons import (
     dice_sql,
     field_comparison,
     filter_null_sql,
+    guarded_fallback_comparison,
     household_comparison,
     intersection_sql,
 )
@@ -125,14 +126,18 @@ def test_comparison_levels_from_the_schema():
     layout = RecordLayout.from_schema(s)
     specs = comparison_specs(s, layout, (0.95, 0.85, 0.7))
     comps = {c.name: c.doc for c in specs}
-    # phone and address are household values: one comparison, where phone was
-    assert [c.name for c in specs] == ["id_number", "birth_date", "name", "household"]
+    # phone and address are household values: one comparison, where phone was; the birth date is
+    # embedded in the ID number: compared only where the ID number is missing
+    assert [c.name for c in specs] == ["id_number", "name", "household"]
+    assert specs[0].fields == ("id_number", "birth_date")
     assert [f.name for f in compared_fields(s)] == ["id_number", "birth_date", "name", "phone", "address"]
-    assert specs[3].fields == ("phone", "address")
-    assert set(specs[3].columns) == {"bf_phone_0", "bf_phone_pc", "eh_phone", *layout.filter("address").words,
+    assert specs[2].fields == ("phone", "address")
+    assert set(specs[2].columns) == {"bf_phone_0", "bf_phone_pc", "eh_phone", *layout.filter("address").words,
                                      "bf_address_pc"}
     labels = [lv["label_for_charts"] for lv in comps["id_number"]["comparison_levels"]]
-    assert labels == ["null", "exact (keyed hash)", "Dice >= 0.95", "Dice >= 0.85", "Dice >= 0.7", "else"]
+    assert labels == ["null", "exact (keyed hash)", "Dice >= 0.95", "Dice >= 0.85", "Dice >= 0.7", "else",
+                      "no id_number: birth_date Dice >= 0.95", "no id_number: birth_date Dice >= 0.85",
+                      "no id_number: birth_date Dice >= 0.7", "no id_number: birth_date else"]
     assert [lv["label_for_charts"] for lv in comps["household"]["comparison_levels"]] == [
         "null", "all agree: phone + address", "phone agrees", "address agrees", "phone Dice >= 0.7",
         "address Dice >= 0.7", "else"]
@@ -143,7 +148,7 @@ def test_comparison_levels_from_the_schema():
     judicial = load_schema("judicial-assistance")
     jspecs = comparison_specs(judicial, RecordLayout.from_schema(judicial), (0.9, 0.7))
     # pinyin is the name's fallback (derived from it: one comparison, not two agreeing twice)
-    assert [c.name for c in jspecs] == ["name", "id_number", "birth_date", "household"]
+    assert [c.name for c in jspecs] == ["name", "id_number", "household"]
     assert jspecs[0].fields == ("name", "name_pinyin")
     assert [lv["label_for_charts"] for lv in jspecs[0].doc["comparison_levels"]] == [
         "null", "Dice >= 0.9", "name_pinyin Dice >= 0.9", "Dice >= 0.7", "name_pinyin Dice >= 0.7", "else"]
@@ -186,6 +191,39 @@ def test_household_levels_by_their_rows(pairs):
         assert gamma == want, (rl, rr)
         seen.add(want)
     assert {5, 0} <= seen
+
+
+def test_birth_date_speaks_only_where_the_id_number_is_missing():
+    from splink import SettingsCreator
+
+    s = tiny_schema()
+    rng = np.random.default_rng(5)
+    people = make_people(s, 12, rng)
+    t = encoded_table(people, np.r_[np.arange(12), np.arange(8)], rng, moved=0.1,
+                      missing={"id_number": 0.35, "birth_date": 0.25})
+    con, layout = _pairs_table(t, s)
+    doc = guarded_fallback_comparison(s.field("id_number"), s.field("birth_date"), layout, (0.9, 0.6))
+    settings = SettingsCreator(link_type="dedupe_only", unique_id_column_name="rid",
+                               comparisons=[doc]).get_settings("duckdb")
+    case = settings.comparisons[0]._case_statement
+    got = con.execute(f"SELECT rid_l, rid_r, {case} FROM pairs ORDER BY rid_l, rid_r").fetchall()
+    nb = {c: len(next(v for v in t.column(c).to_pylist() if v is not None)) for c in ("bf_id_number", "bf_birth_date")}
+    d_id, null_id = _numpy_dice(t, "bf_id_number", nb["bf_id_number"])
+    d_bd, null_bd = _numpy_dice(t, "bf_birth_date", nb["bf_birth_date"])
+    eh = t.column("eh_id_number").to_pylist()
+    seen = set()
+    for rl, rr, gamma in got:
+        i, j = rl - 1, rr - 1
+        if null_id[i, j] and null_bd[i, j]:
+            want = -1
+        elif not null_id[i, j]:  # 6 exact, 5 >= 0.9, 4 >= 0.6, 3 else -- the birth date is not read
+            exact = eh[i] is not None and eh[j] is not None and eh[i] == eh[j]
+            want = 6 if exact else 5 if d_id[i, j] >= 0.9 else 4 if d_id[i, j] >= 0.6 else 3
+        else:  # 2 >= 0.9, 1 >= 0.6, 0 else: the birth date where an ID number is missing
+            want = 2 if d_bd[i, j] >= 0.9 else 1 if d_bd[i, j] >= 0.6 else 0
+        assert gamma == want, (rl, rr)
+        seen.add(want)
+    assert {-1, 6, 3} <= seen and seen & {0, 1, 2}
 
 
 def test_splink_case_statement_gives_the_levels_of_the_sql(pairs):

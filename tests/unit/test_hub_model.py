@@ -86,8 +86,9 @@ def test_judicial_dependencies_follow_derivation_and_salt():
     assert deps["birth_date"] == {"birth_date", "id_number"}
     assert deps["phone"] == {"phone"}
     layout = _layout(s)
-    # a rule on the ID number must leave the ID filter, birth date and the (salted) names fixed
-    assert rule_conflicts(["eh_id_number"], s, layout) == {"id_number", "birth_date", "name"}
+    # a rule on the ID number must leave the ID comparison (which reads the birth date where the ID
+    # is missing) and the (salted) names fixed
+    assert rule_conflicts(["eh_id_number"], s, layout) == {"id_number", "name"}
     # a rule on a household value holds the household comparison (phone and address) fixed
     assert rule_conflicts(["eh_phone"], s, layout) == {"household"}
     assert rule_conflicts([_layout(s).lsh[-1].columns[0]], s, layout) == {"household"}
@@ -102,7 +103,7 @@ def test_the_id_filter_is_held_fixed_on_an_id_hash_rule():
     r = em_rule(["bk_dob_sex"], s, layout)
     sql = r.sql(s, layout)
     assert "IS NOT DISTINCT FROM" in sql
-    assert {"id_number", "birth_date", "name"} <= _splink_fixed(settings, sql)
+    assert {"id_number", "name"} <= _splink_fixed(settings, sql)
     # without the pins Splink would have trained them on this sample
     assert _splink_fixed(settings, 'l."bk_dob_sex" = r."bk_dob_sex"') == set()
 
@@ -179,3 +180,35 @@ def test_smoothing_gives_unseen_levels_a_small_probability_not_zero():
     assert "m_probability" not in model["comparisons"][0]["comparison_levels"][3]  # a copy
     untrained = smooth_model(model, u_pairs=1e6, m_matches={})
     assert untrained["comparisons"][0]["comparison_levels"][3].get("m_probability") is None
+
+
+def test_u_correction_takes_the_sampled_matches_out_of_u():
+    from hub.model import correct_u_for_matches
+
+    # 1e6 random pairs, prior 5e-5: 50 of them are matches, 45 of which agree on the ID (m 0.9);
+    # 5 chance agreements among the 999,950 non-matches.
+    model = {"comparisons": [{"output_column_name": "id", "comparison_levels": [
+        {"sql_condition": "a", "is_null_level": True},
+        {"sql_condition": "b", "m_probability": 0.9, "u_probability": 50 / 1e6},
+        {"sql_condition": "c", "m_probability": 0.1},  # never seen in the sample
+        {"sql_condition": "ELSE", "u_probability": 1 - 50 / 1e6},
+    ]}, {"output_column_name": "untrained", "comparison_levels": [
+        {"sql_condition": "a", "is_null_level": True},
+        {"sql_condition": "b", "u_probability": 0.3},
+        {"sql_condition": "ELSE", "u_probability": 0.7},
+    ]}]}
+    out = correct_u_for_matches(model, u_pairs=1e6, prior=5e-5)
+    lv = out["comparisons"][0]["comparison_levels"]
+    rest_agree = 50 / 1e6 - 5e-5 * 0.9
+    rest_else = 1 - 50 / 1e6 - 0.0
+    assert lv[1]["u_probability"] == pytest.approx(rest_agree / (rest_agree + rest_else))
+    assert lv[1]["u_probability"] == pytest.approx(5e-6, rel=1e-3)  # ten times smaller
+    assert lv[2].get("u_probability") is None  # still unseen: smoothing gives it a pseudo-count
+    assert sum(x.get("u_probability") or 0 for x in lv[1:]) == pytest.approx(1)
+    assert out["comparisons"][1] == model["comparisons"][1]  # no m: nothing to take out
+    assert model["comparisons"][0]["comparison_levels"][1]["u_probability"] == 50 / 1e6  # a copy
+    unchanged = correct_u_for_matches(model, 1e6, 0.0)["comparisons"][0]["comparison_levels"]
+    assert [x.get("u_probability") for x in unchanged] == pytest.approx(
+        [x.get("u_probability") for x in model["comparisons"][0]["comparison_levels"]])
+    with pytest.raises(ValueError):
+        correct_u_for_matches(model, 1e6, 1.0)

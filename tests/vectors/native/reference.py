@@ -144,7 +144,7 @@ def encode_record(record: dict, doc: dict, secret: bytes) -> dict:
         if hard.get("salt") and not null:
             s = record.get(hard["salt"]["field"])
             if missing(s):
-                null = hard["salt"].get("on_missing", "null") == "null"
+                null = hard["salt"].get("on_missing", "null") in ("null", "bank")  # a bank: section 7
             else:
                 salt = s
         if null:
