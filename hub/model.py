@@ -684,6 +684,7 @@ class DuckDBEngine:
 
         self.con = con
         self.db_api = DuckDBAPI(connection=con)
+        self.predictions = 0  # scoring passes so far: each registers its pairs under a fresh name
 
     def layout(self, layout: RecordLayout) -> RecordLayout:
         return layout
@@ -702,7 +703,7 @@ class DuckDBEngine:
 
     def predict(self, linker: Any, blocked: str, threshold_weight: float) -> str:
         """Score the pairs of DuckDB table ``blocked``; the name of the DuckDB table of predictions."""
-        self.predictions = getattr(self, "predictions", 0) + 1  # a fresh name for every scoring pass
+        self.predictions += 1
         bp = self.db_api.register(blocked, table_name=f"aidlink_blocked_pairs_{self.predictions}")
         linker.table_management.register_blocked_pairs_for_predict(bp)
         return linker.inference.predict(threshold_match_weight=threshold_weight, warning_mode="never").physical_name

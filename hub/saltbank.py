@@ -32,8 +32,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from linkage.schema import LinkageSchema
-
 from .store import RecordLayout, bank_table, q
 
 STAND_INS = "aidlink_stand_ins"
@@ -156,11 +154,6 @@ def map_back_sql(scored: str, stand_in_of: str = STAND_IN_OF) -> str:
         f" FROM {q(scored)} t LEFT JOIN {q(stand_in_of)} a ON a.rid = t.rid_l"
         f" LEFT JOIN {q(stand_in_of)} b ON b.rid = t.rid_r"
     )
-
-
-def has_banks(schema: LinkageSchema) -> bool:
-    """Whether the schema sends salt banks."""
-    return bool(schema.bank_fields)
 
 
 def resolve_salt_banks(con, layout: RecordLayout, blocked: str, columns: Sequence[str],
