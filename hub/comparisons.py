@@ -19,6 +19,16 @@ not a second comparison counting the same agreement twice; and the birth date,
 which an ID number embeds, is compared only where the ID number cannot be
 (:func:`guarded_fallback_comparison`).
 
+A field with a salt bank (``on_missing: "bank"``, :mod:`hub.saltbank`) gets
+*bank levels* in front of its Dice levels: the same Dice tests, reached only by
+a pair scored through a stand-in (input column :data:`STAND_IN_FLAG`, true on
+stand-ins only).  A bank slot agrees with a salted filter when the names agree
+under *some* year, so chance agreement (u) is far likelier than for two
+filters salted with their own years; the bank levels get their u by sampling
+(bank record, random record) pairs (:func:`hub.saltbank.bank_level_u`) and the
+m of their twin level (:func:`hub.model.fill_bank_levels`).  Training never
+sees a stand-in, so it never reaches them.
+
 Level SQL names the two sides as Splink does in comparisons: ``"<column>_l"``
 and ``"<column>_r"`` (blocking rules, by contrast, use ``l.<column>``).
 
@@ -61,6 +71,11 @@ from linkage.schema import FieldSpec, LinkageSchema
 from .store import FilterColumns, RecordLayout, q, staging_word_columns
 
 DICE_SCALE = 10000
+
+# Input column that is true on salt-bank stand-ins (hub.saltbank) and false on every record.
+STAND_IN_FLAG = "aidlink_stand_in"
+# Label prefix of a bank level; the rest of the label is its twin level's (whose m it shares).
+BANK_LABEL = "salt bank: "
 
 
 def side(column: str, which: str) -> str:
@@ -129,6 +144,25 @@ def comparison_columns(field: FieldSpec, layout: RecordLayout) -> tuple[str, ...
     return tuple(cols)
 
 
+def stand_in_sql() -> str:
+    """SQL condition: the pair is scored through a salt-bank stand-in (on either side)."""
+    return f"({side(STAND_IN_FLAG, 'l')} OR {side(STAND_IN_FLAG, 'r')})"
+
+
+def bank_levels(levels: list[dict[str, Any]], banked: frozenset[str] | set[str]) -> list[dict[str, Any]]:
+    """``levels`` (null first, else last) with a bank level in front of the first Dice level for each
+    Dice level in ``banked`` (labels of the levels testing a banked field): the same condition ANDed
+    with :func:`stand_in_sql` (after it, so the shared intersections stay unconditional), labelled
+    :data:`BANK_LABEL` + the twin's label."""
+    twins = [lv for lv in levels if lv["label_for_charts"] in banked]
+    if not twins:
+        return levels
+    first = levels.index(twins[0])
+    bank = [{"sql_condition": f"({lv['sql_condition']}) AND {stand_in_sql()}",
+             "label_for_charts": BANK_LABEL + lv["label_for_charts"]} for lv in twins]
+    return [*levels[:first], *bank, *levels[first:]]
+
+
 def field_comparison(field: FieldSpec, layout: RecordLayout, dice_levels: tuple[float, ...]) -> dict[str, Any]:
     """The Splink comparison (a CustomComparison dict) for one schema field."""
     levels: list[dict[str, Any]] = []
@@ -148,6 +182,8 @@ def field_comparison(field: FieldSpec, layout: RecordLayout, dice_levels: tuple[
         for t in dice_levels:
             levels.append({"sql_condition": dice_at_least_sql(fc, t), "label_for_charts": f"Dice >= {t:g}"})
     levels.append({"sql_condition": "ELSE", "label_for_charts": "else"})
+    if field.name in layout.banks:
+        levels = bank_levels(levels, {f"Dice >= {t:g}" for t in dice_levels})
     return {
         "output_column_name": field.name,
         "comparison_description": f"{field.name}: keyed hash / Dice of keyed Bloom filters",
@@ -257,6 +293,9 @@ def fallback_comparison(primary: FieldSpec, fallback: FieldSpec, layout: RecordL
         levels.append({"sql_condition": dice_at_least_sql(f, t),
                        "label_for_charts": f"{fallback.name} Dice >= {t:g}"})
     levels.append({"sql_condition": "ELSE", "label_for_charts": "else"})
+    banked = ({f"Dice >= {t:g}" for t in dice_levels} if primary.name in layout.banks else set()) | (
+        {f"{fallback.name} Dice >= {t:g}" for t in dice_levels} if fallback.name in layout.banks else set())
+    levels = bank_levels(levels, banked)
     return {"output_column_name": primary.name,
             "comparison_description": f"{primary.name}, with {fallback.name} where it disagrees",
             "comparison_levels": levels}
@@ -334,7 +373,10 @@ def comparison_specs(schema: LinkageSchema, layout: RecordLayout,
             continue
         out.append(ComparisonSpec(f.name, (f.name,), comparison_columns(f, layout),
                                   field_comparison(f, layout, dice_levels)))
-    return out
+    # a comparison with bank levels reads the stand-in flag too
+    return [dataclasses.replace(c, columns=(*c.columns, STAND_IN_FLAG))
+            if any(lv["label_for_charts"].startswith(BANK_LABEL) for lv in c.doc["comparison_levels"]) else c
+            for c in out]
 
 
 def schema_comparisons(schema: LinkageSchema, layout: RecordLayout,

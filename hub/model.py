@@ -70,7 +70,9 @@ from linkage.schema import LinkageSchema, schema_from_document
 
 from . import saltbank
 from .comparisons import (
+    BANK_LABEL,
     SHARED_NORMALISERS,
+    STAND_IN_FLAG,
     ComparisonSpec,
     comparison_specs,
     engine_comparison_specs,
@@ -79,6 +81,7 @@ from .runconfig import DEFAULT_DICE_LEVELS, RunConfig, Threshold
 from .saltbank import resolve_salt_banks
 from .store import (
     RecordLayout,
+    bank_table,
     connect,
     export_parquet,
     parquet_path_for,
@@ -313,6 +316,78 @@ def correct_u_for_matches(model: dict[str, Any], u_pairs: float, prior: float) -
     return out
 
 
+BANK_U_PAIRS = 100_000  # (bank record, other record) pairs sampled for the bank levels' u
+
+
+def bank_level_counts(con: duckdb.DuckDBPyConnection, schema: LinkageSchema, layout: RecordLayout,
+                      cfg: RunConfig, columns: Sequence[str], max_pairs: int = BANK_U_PAIRS,
+                      records: str = "hub.records") -> tuple[dict[tuple[str, str], int], int]:
+    """Level counts of the bank levels among random (bank record, other record) pairs, each scored
+    through its stand-in as prediction scores it (:mod:`hub.saltbank`).  Returns ({(comparison,
+    bank level label): pairs}, pairs with a non-null level); ({}, 0) without banks or bank records.
+
+    On the connection of :func:`run_match` (hub attached as ``hub``), the DuckDB comparisons
+    whatever the engine: the levels are matched by label, which both engines share."""
+    bank_specs = [c for c in comparison_specs(schema, layout, cfg.dice_levels)
+                  if any(lv["label_for_charts"].startswith(BANK_LABEL) for lv in c.doc["comparison_levels"])]
+    if not layout.banks or not bank_specs:
+        return {}, 0
+    bank_rids = " UNION ".join(f"SELECT rid FROM hub.{q(bank_table(f))}" for f in layout.banks)
+    nb = con.execute(f"SELECT count(*) FROM ({bank_rids})").fetchall()[0][0]
+    n = con.execute(f"SELECT count(*) FROM {records}").fetchall()[0][0]
+    if nb == 0 or n <= nb:
+        return {}, 0
+    banks, others = min(nb, 2000), min(n - nb, max(1, max_pairs // 5))
+    share = min(1.0, max_pairs / (banks * others))
+    pre = saltbank.BANK_U_PREFIX
+    con.execute(saltbank.bank_u_pairs_sql(layout, records), [cfg.seed, banks, others, share])
+    resolved, _ = saltbank.resolve_salt_banks(con, layout, f"{pre}_pairs", columns, records, prefix=pre)
+    con.execute(stand_in_view_sql(columns, f"{pre}_stand_ins", records, view=f"{pre}_input"))
+    counts: dict[tuple[str, str], int] = {}
+    total = 0
+    for spec in bank_specs:
+        levels = spec.doc["comparison_levels"]
+        case = " ".join(f"ELSE {i}" if lv["sql_condition"] == "ELSE" else f"WHEN {lv['sql_condition']} THEN {i}"
+                        for i, lv in enumerate(levels))
+        sides = ", ".join(f"{s}.{q(c)} AS {q(f'{c}_{s}')}" for c in spec.columns for s in ("l", "r"))
+        rows = con.execute(
+            f"SELECT CASE {case} END AS level, count(*) FROM (SELECT {sides} FROM {q(resolved)} p"
+            f" JOIN {q(pre + '_input')} l ON l.rid = p.join_key_l JOIN {q(pre + '_input')} r ON r.rid = p.join_key_r"
+            f" WHERE l.{q(STAND_IN_FLAG)} OR r.{q(STAND_IN_FLAG)}) GROUP BY level").fetchall()
+        seen = {int(i): int(k) for i, k in rows}
+        total = max(total, sum(k for i, k in seen.items() if not levels[i].get("is_null_level")))
+        for i, lv in enumerate(levels):
+            if lv["label_for_charts"].startswith(BANK_LABEL):
+                counts[(spec.name, lv["label_for_charts"])] = seen.get(i, 0)
+    return counts, total
+
+
+def fill_bank_levels(model: dict[str, Any], counts: dict[tuple[str, str], int], pairs: int) -> dict[str, Any]:
+    """The model (a copy) with every bank level's m taken from its twin level (the level of the
+    same test on a plain pair: for a true match the best slot is the slot of the true year, the
+    filter the other side's salt gives) and its u from ``counts`` over ``pairs`` sampled bank pairs
+    (:func:`bank_level_counts`), smoothed as :func:`smoothed` smooths (an unseen level gets about
+    ``1 / (2 pairs)``).  Without a sample the bank level keeps its twin's u: the old behaviour,
+    which overrates a bank agreement."""
+    out = json.loads(json.dumps(model))
+    for comp in out["comparisons"]:
+        levels = comp["comparison_levels"]
+        by_label = {lv.get("label_for_charts"): lv for lv in levels}
+        bank = [lv for lv in levels if str(lv.get("label_for_charts", "")).startswith(BANK_LABEL)]
+        for lv in bank:
+            twin = by_label.get(lv["label_for_charts"][len(BANK_LABEL):])
+            if twin is None:
+                continue
+            lv["m_probability"] = twin.get("m_probability")
+            if pairs > 0:
+                k = len([x for x in levels if not x.get("is_null_level")])
+                c = counts.get((comp["output_column_name"], lv["label_for_charts"]), 0)
+                lv["u_probability"] = (c + SMOOTHING_PSEUDOCOUNT) / (pairs + k * SMOOTHING_PSEUDOCOUNT)
+            else:
+                lv["u_probability"] = twin.get("u_probability")
+    return out
+
+
 # ---------------------------------------------------------------- settings
 
 
@@ -455,6 +530,7 @@ class TrainingReport:
     model_source: str = "trained"  # or "given": m and u from a model file, not trained in this run
     u_corrected_with_prior: float | None = None  # the prior correct_u_for_matches used, if it ran
     salt_bank_stand_ins: int = 0  # stand-in records made for salt banks (hub.saltbank)
+    salt_bank_u_pairs: int = 0  # sampled (bank record, other record) pairs behind the bank levels' u
 
     def as_doc(self) -> dict[str, Any]:
         return {"model_source": self.model_source,
@@ -462,15 +538,17 @@ class TrainingReport:
                 "em_rules": [r.as_doc() for r in self.em_rules], "untrained_comparisons": self.untrained,
                 "em_expected_matches": self.em_expected_matches, "failed_em_rules": self.failed_rules,
                 "prior": self.prior, "u_corrected_with_prior": self.u_corrected_with_prior,
-                "salt_bank_stand_ins": self.salt_bank_stand_ins}
+                "salt_bank_stand_ins": self.salt_bank_stand_ins, "salt_bank_u_pairs": self.salt_bank_u_pairs}
 
 
 # ---------------------------------------------------------------- SQL of a run
 
 
 def input_view_sql(columns: Sequence[str], records: str = "hub.records", view: str = "linkage_input") -> str:
-    """Input: ``records``.  Output: view ``view`` with the columns Splink reads."""
-    return f"CREATE OR REPLACE VIEW {q(view)} AS SELECT {', '.join(q(c) for c in columns)} FROM {q(records)}"
+    """Input: ``records``.  Output: view ``view`` with the columns Splink reads (the stand-in flag,
+    :data:`hub.comparisons.STAND_IN_FLAG`, false: these are the records themselves)."""
+    cols = ", ".join(f"FALSE AS {q(c)}" if c == STAND_IN_FLAG else q(c) for c in columns)
+    return f"CREATE OR REPLACE VIEW {q(view)} AS SELECT {cols} FROM {q(records)}"
 
 
 def stand_in_view_sql(columns: Sequence[str], stand_ins: str, records: str = "hub.records",
@@ -478,7 +556,8 @@ def stand_in_view_sql(columns: Sequence[str], stand_ins: str, records: str = "hu
     """Input: ``records`` and ``stand_ins`` (:func:`hub.saltbank.stand_ins_sql`).  Output: view
     ``view`` of both with the columns Splink reads."""
     cols = ", ".join(q(c) for c in columns)
-    return (f"CREATE OR REPLACE VIEW {q(view)} AS SELECT {cols} FROM {q(records)}"
+    record_cols = ", ".join(f"FALSE AS {q(c)}" if c == STAND_IN_FLAG else q(c) for c in columns)
+    return (f"CREATE OR REPLACE VIEW {q(view)} AS SELECT {record_cols} FROM {q(records)}"
             f" UNION ALL SELECT {cols} FROM {q(stand_ins)}")
 
 
@@ -760,9 +839,14 @@ class SparkEngine:
         return spark_sql(sql)
 
     def register_input(self, columns: Sequence[str]) -> Any:
+        from pyspark.sql import functions as F
+
         from .spark import read_parquet_view
 
-        read_parquet_view(self.session, self.records, "linkage_input", list(columns))
+        read_parquet_view(self.session, self.records, "linkage_input", [c for c in columns if c != STAND_IN_FLAG])
+        if STAND_IN_FLAG in columns:  # the records themselves: no stand-in among them
+            self.session.table("linkage_input").withColumn(STAND_IN_FLAG, F.lit(False)).select(
+                *columns).createOrReplaceTempView("linkage_input")
         return self.db_api.register("linkage_input")
 
     def register_predict_input(self, columns: Sequence[str], stand_ins: str) -> Any:
@@ -952,6 +1036,11 @@ def run_match(db_path: str | Path, cfg: RunConfig, *, run_id: str | None = None,
             report.salt_bank_stand_ins = stand_ins
             predict_sdf = eng.register_predict_input(input_columns(schema, eng.layout(layout), em_columns),
                                                      saltbank.STAND_INS)
+            if given is None:  # the bank levels' u by sampling, their m from their twins
+                bank_counts, bank_pairs = bank_level_counts(con, schema, layout, cfg,
+                                                            input_columns(schema, layout, em_columns))
+                report.salt_bank_u_pairs = bank_pairs
+                native = fill_bank_levels(native, bank_counts, bank_pairs)
             seconds["salt_banks"] = time.perf_counter() - t
 
         def predict(model_json: dict[str, Any]) -> tuple[str, np.ndarray, float]:
@@ -971,6 +1060,8 @@ def run_match(db_path: str | Path, cfg: RunConfig, *, run_id: str | None = None,
             # take the sampled matches out of u under this prior, then score again (correct_u_for_matches)
             t = time.perf_counter()
             native = smooth_model(correct_u_for_matches(trained_raw, u_pairs, prior), u_pairs, m_matches)
+            if layout.banks:
+                native = fill_bank_levels(native, bank_counts, bank_pairs)
             report.u_corrected_with_prior = prior
             predictions, bayes, prior = predict(native)
             seconds["predict_u_corrected"] = time.perf_counter() - t

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .comparisons import STAND_IN_FLAG
 from .store import RecordLayout, bank_table, q
 
 STAND_INS = "aidlink_stand_ins"
@@ -89,7 +90,7 @@ def stand_ins_sql(layout: RecordLayout, columns: Sequence[str], records: str, be
                   output: str = STAND_INS, catalog: str = "") -> str:
     """Input: ``best`` (:func:`best_slots_sql`), ``records``, ``bank_<field>``; bound: the first
     stand-in rid minus one.  Output: table ``output`` with ``columns`` (the model's input
-    columns, ``rid`` first) plus ``of_rid``: one stand-in per distinct (record, slots), its bank
+    columns, ``rid`` first; the stand-in flag true) plus ``of_rid``: one stand-in per distinct (record, slots), its bank
     fields' words and popcounts taken from the chosen slots (null where no slot was chosen)."""
     fields = list(layout.banks)
     slot_cols = ", ".join(q(f"slot_{f}") for f in fields)
@@ -104,7 +105,9 @@ def stand_ins_sql(layout: RecordLayout, columns: Sequence[str], records: str, be
             replaced[c] = f"{alias}.{q(c)}"
     sel = []
     for c in columns:
-        if c == "rid":
+        if c == STAND_IN_FLAG:
+            sel.append(f"TRUE AS {q(c)}")
+        elif c == "rid":
             sel.append("CAST(? + row_number() OVER (ORDER BY d.bank_rid, "
                        + ", ".join(f"d.{q('slot_' + f)}" for f in fields) + ") AS BIGINT) AS rid")
         elif c in replaced:
@@ -157,13 +160,37 @@ def map_back_sql(scored: str, stand_in_of: str = STAND_IN_OF) -> str:
 
 
 def resolve_salt_banks(con, layout: RecordLayout, blocked: str, columns: Sequence[str],
-                       records: str = "hub.records", catalog: str = "hub.") -> tuple[str, int]:
+                       records: str = "hub.records", catalog: str = "hub.", prefix: str = "aidlink") -> tuple[str, int]:
     """Run steps 1-3 on connection ``con`` (the hub database attached as ``hub``): best slots,
     stand-ins (table :data:`STAND_INS`, rids above every record's) and the rewritten pair table.
-    Returns (name of the rewritten pair table, number of stand-ins)."""
+    Returns (name of the rewritten pair table, number of stand-ins).  Another ``prefix`` names
+    another set of tables (``<prefix>_best_slots``, ``<prefix>_stand_ins``, ...)."""
+    best, stand_ins = (BEST_SLOTS, STAND_INS) if prefix == "aidlink" else (f"{prefix}_best_slots", f"{prefix}_stand_ins")
     top = con.execute(f"SELECT coalesce(max(rid), 0) FROM {records}").fetchall()[0][0]
-    con.execute(best_slots_sql(layout, blocked, records, catalog=catalog))
-    con.execute(stand_ins_sql(layout, columns, records, catalog=catalog), [top])
-    out = "aidlink_blocked_resolved"
-    con.execute(rewrite_pairs_sql(layout, blocked, output=out))
-    return out, int(con.execute(f"SELECT count(*) FROM {q(STAND_INS)}").fetchall()[0][0])
+    con.execute(best_slots_sql(layout, blocked, records, output=best, catalog=catalog))
+    con.execute(stand_ins_sql(layout, columns, records, best=best, output=stand_ins, catalog=catalog), [top])
+    out = f"{prefix}_blocked_resolved"
+    con.execute(rewrite_pairs_sql(layout, blocked, best=best, stand_ins=stand_ins, output=out))
+    return out, int(con.execute(f"SELECT count(*) FROM {q(stand_ins)}").fetchall()[0][0])
+
+
+# ---------------------------------------------------------------- u of the bank levels
+
+BANK_U_PREFIX = "aidlink_bank_u"
+
+
+def bank_u_pairs_sql(layout: RecordLayout, records: str = "hub.records", catalog: str = "hub.",
+                     output: str = f"{BANK_U_PREFIX}_pairs") -> str:
+    """Input: ``records``, ``bank_<field>``; bound: seed (an integer), the number of bank records
+    to draw, the number of other records to draw, the share of their cross product to keep.
+    Output: table ``output(match_key, join_key_l, join_key_r)``: random (bank record, other record)
+    pairs -- the pairs whose level counts give the bank levels' u, as random pairs give the
+    other levels' u.  Draws are by a seeded hash, so a run is reproducible."""
+    banks = " UNION ".join(f"SELECT rid FROM {catalog}{q(bank_table(f))}" for f in layout.banks)
+    return (
+        f"CREATE OR REPLACE TABLE {q(output)} AS"
+        f" WITH b AS (SELECT rid FROM ({banks}) ORDER BY hash(rid, $1) LIMIT $2),"
+        f" o AS (SELECT rid FROM {records} WHERE rid NOT IN (SELECT rid FROM b) ORDER BY hash(rid, $1 + 1) LIMIT $3)"
+        f" SELECT '0' AS match_key, least(b.rid, o.rid) AS join_key_l, greatest(b.rid, o.rid) AS join_key_r"
+        f" FROM b CROSS JOIN o WHERE hash(b.rid, o.rid, $1 + 2) % 1000000 < $4 * 1000000"
+    )

@@ -150,8 +150,11 @@ def test_comparison_levels_from_the_schema():
     # pinyin is the name's fallback (derived from it: one comparison, not two agreeing twice)
     assert [c.name for c in jspecs] == ["name", "id_number", "household"]
     assert jspecs[0].fields == ("name", "name_pinyin")
+    # the names are salted with a bank for yearless records: bank levels first (hub.saltbank)
     assert [lv["label_for_charts"] for lv in jspecs[0].doc["comparison_levels"]] == [
-        "null", "Dice >= 0.9", "name_pinyin Dice >= 0.9", "Dice >= 0.7", "name_pinyin Dice >= 0.7", "else"]
+        "null", "salt bank: Dice >= 0.9", "salt bank: name_pinyin Dice >= 0.9", "salt bank: Dice >= 0.7",
+        "salt bank: name_pinyin Dice >= 0.7",
+        "Dice >= 0.9", "name_pinyin Dice >= 0.9", "Dice >= 0.7", "name_pinyin Dice >= 0.7", "else"]
     febrl = load_schema("febrl")  # no household values: one comparison per field
     assert [c.name for c in comparison_specs(febrl, RecordLayout.from_schema(febrl), (0.9,))] == [
         f.name for f in compared_fields(febrl)]

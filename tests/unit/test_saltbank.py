@@ -110,3 +110,50 @@ def test_stand_ins_map_back_to_their_record(hub):
     got = con.execute("SELECT rid_l, rid_r FROM scored ORDER BY 1, 2").fetchall()
     assert got == [(1, 2), (1, 3), (1, 4), (2, 3), (2, 4), (3, 4)]
     assert con.execute("SELECT DISTINCT match_weight FROM scored").fetchall() == [(1.5,)]
+
+
+def test_bank_levels_sit_in_front_of_their_twins_and_read_the_stand_in_flag(hub):
+    from hub.comparisons import BANK_LABEL, STAND_IN_FLAG, comparison_specs
+    from hub.runconfig import DEFAULT_DICE_LEVELS
+
+    schema, layout, _con = hub
+    name = next(c for c in comparison_specs(schema, layout, DEFAULT_DICE_LEVELS) if c.name == "name")
+    labels = [lv["label_for_charts"] for lv in name.doc["comparison_levels"]]
+    bank = [lb for lb in labels if lb.startswith(BANK_LABEL)]
+    assert len(bank) == 2 * len(DEFAULT_DICE_LEVELS)  # name and pinyin, each Dice level
+    for lb in bank:
+        assert labels.index(lb) < labels.index(lb[len(BANK_LABEL):])  # reached before the twin
+    assert STAND_IN_FLAG in name.columns
+    no_banks = RecordLayout(**{**layout.__dict__, "banks": {}})
+    plain = next(c for c in comparison_specs(schema, no_banks, DEFAULT_DICE_LEVELS) if c.name == "name")
+    assert not any(lv["label_for_charts"].startswith(BANK_LABEL) for lv in plain.doc["comparison_levels"])
+    assert STAND_IN_FLAG not in plain.columns
+
+
+def test_bank_levels_get_u_from_sampled_bank_pairs_and_m_from_their_twins(hub):
+    from hub.comparisons import BANK_LABEL
+    from hub.model import SMOOTHING_PSEUDOCOUNT, bank_level_counts, fill_bank_levels, settings_dict
+    from hub.runconfig import RunConfig
+
+    schema, layout, con = hub
+    cfg = RunConfig()
+    counts, pairs = bank_level_counts(con, schema, layout, cfg, input_columns(schema, layout, []))
+    # B against A, C (same name: the slot of their year agrees exactly) and D (another name)
+    assert pairs == 3
+    top = BANK_LABEL + "Dice >= 0.95"
+    assert counts[("name", top)] == 2
+    assert sum(counts.values()) == 2  # D falls to "else"
+    model = settings_dict(schema, layout, cfg)
+    for comp in model["comparisons"]:
+        for i, lv in enumerate(comp["comparison_levels"]):
+            lv["m_probability"], lv["u_probability"] = 0.01 * (i + 1), 0.001 * (i + 1)
+    filled = fill_bank_levels(model, counts, pairs)
+    name = next(c for c in filled["comparisons"] if c["output_column_name"] == "name")
+    levels = {lv["label_for_charts"]: lv for lv in name["comparison_levels"]}
+    k = len([lv for lv in name["comparison_levels"] if not lv.get("is_null_level")])
+    assert levels[top]["m_probability"] == levels["Dice >= 0.95"]["m_probability"]
+    assert levels[top]["u_probability"] == pytest.approx((2 + SMOOTHING_PSEUDOCOUNT) / (3 + k * SMOOTHING_PSEUDOCOUNT))
+    assert levels["Dice >= 0.95"]["u_probability"] != levels[top]["u_probability"]  # the twin keeps its own u
+    for before, after in zip(model["comparisons"], filled["comparisons"], strict=True):
+        if after["output_column_name"] != "name":  # no bank levels: untouched
+            assert after == before
