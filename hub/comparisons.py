@@ -5,6 +5,8 @@ Per schema field with a Bloom filter, one comparison with the levels
 1. null -- either filter is null (the value, or a salted filter's salt, was missing);
 2. exact -- the keyed hashes are equal (fields with ``exact_hash``), with a
    term-frequency adjustment where the schema says ``frequency_adjust``;
+   then, for a field with ``validity_flag`` (ID numbers), "different, both
+   pass the check" (:func:`validity_levels`);
 3. Dice >= each of the run's ``dice_levels`` (default 0.95, 0.85, 0.7);
 4. else.
 
@@ -141,7 +143,20 @@ def comparison_columns(field: FieldSpec, layout: RecordLayout) -> tuple[str, ...
         cols += [*fc.words, fc.popcount]
     if field.exact_hash:
         cols.append(f"eh_{field.name}")
+    if field.validity_flag:
+        cols.append(f"ok_{field.name}")
     return tuple(cols)
+
+
+def validity_levels(field: FieldSpec) -> list[dict[str, Any]]:
+    """The level "both values pass their check" for a field with a validity flag (placed after the
+    exact level, so the values differ): two different ID numbers that both pass the check character
+    are two people, where a typo would have failed it.  No level for other fields."""
+    if not field.validity_flag:
+        return []
+    ok = f"ok_{field.name}"
+    return [{"sql_condition": f"{side(ok, 'l')} AND {side(ok, 'r')}",
+             "label_for_charts": "different, both pass the check"}]
 
 
 def stand_in_sql() -> str:
@@ -178,6 +193,7 @@ def field_comparison(field: FieldSpec, layout: RecordLayout, dice_levels: tuple[
             level["tf_adjustment_column"] = eh
             level["tf_adjustment_weight"] = 1.0
         levels.append(level)
+    levels += validity_levels(field)
     if field.filter is not None:
         for t in dice_levels:
             levels.append({"sql_condition": dice_at_least_sql(fc, t), "label_for_charts": f"Dice >= {t:g}"})
@@ -288,6 +304,7 @@ def fallback_comparison(primary: FieldSpec, fallback: FieldSpec, layout: RecordL
     levels: list[dict[str, Any]] = [{"sql_condition": null, "label_for_charts": "null", "is_null_level": True}]
     if primary.exact_hash:
         levels.append({"sql_condition": exact_sql(f"eh_{primary.name}"), "label_for_charts": "exact (keyed hash)"})
+    levels += validity_levels(primary)
     for t in dice_levels:
         levels.append({"sql_condition": dice_at_least_sql(p, t), "label_for_charts": f"Dice >= {t:g}"})
         levels.append({"sql_condition": dice_at_least_sql(f, t),
@@ -313,6 +330,7 @@ def guarded_fallback_comparison(primary: FieldSpec, fallback: FieldSpec, layout:
     levels: list[dict[str, Any]] = [{"sql_condition": null, "label_for_charts": "null", "is_null_level": True}]
     if primary.exact_hash:
         levels.append({"sql_condition": exact_sql(f"eh_{primary.name}"), "label_for_charts": "exact (keyed hash)"})
+    levels += validity_levels(primary)
     for t in dice_levels:
         levels.append({"sql_condition": dice_at_least_sql(p, t), "label_for_charts": f"Dice >= {t:g}"})
     levels.append({"sql_condition": f"NOT ({filter_null_sql(p)})", "label_for_charts": "else"})

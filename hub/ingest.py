@@ -197,6 +197,8 @@ def check_table(m: dict[str, Any], table: pa.Table, schema: LinkageSchema, layou
         required[f.source] = pa.binary(f.bits // 8)
     for c in layout.exact + layout.keys:
         required[c] = pa.int64()
+    for c in layout.flags:
+        required[c] = pa.bool_()
     for name in layout.banks:
         required[f"sb_{name}"] = pa.binary()
     if len(set(table.column_names)) != len(table.column_names):
@@ -274,7 +276,7 @@ def stage_table(m: dict[str, Any], table: pa.Table, layout: RecordLayout, first_
         "package_id": pa.array([m["package_id"]] * n, pa.string()),
         "token": table.column("token"),
     }
-    for c in layout.exact + layout.keys:
+    for c in layout.exact + layout.keys + layout.flags:
         cols[c] = table.column(c)
     packed: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for f in layout.filters:

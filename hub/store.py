@@ -117,6 +117,7 @@ class RecordLayout:
     lsh: tuple[LshBands, ...] = ()
     exact_fields: dict[str, str] = field(default_factory=dict)  # eh_ column -> field
     banks: dict[str, int] = field(default_factory=dict)  # field with a salt bank -> slots
+    flags: tuple[str, ...] = ()  # ok_<field>: the value passed its check (validity_flag)
 
     @classmethod
     def from_schema(cls, schema: LinkageSchema, lsh: tuple[LshBands, ...] = ()) -> RecordLayout:
@@ -143,6 +144,7 @@ class RecordLayout:
             lsh=lsh,
             exact_fields={f"eh_{f.name}": f.name for f in schema.exact_fields},
             banks={f.name: len(f.filter.hardening.salt.bank) for f in schema.bank_fields},
+            flags=tuple(f"ok_{f.name}" for f in schema.flag_fields),
         )
 
     def filter(self, field_name: str) -> FilterColumns:
@@ -167,6 +169,7 @@ class RecordLayout:
         cols = [("rid", "BIGINT"), ("dataset", "VARCHAR"), ("dataset_kind", "VARCHAR"),
                 ("package_id", "VARCHAR"), ("token", "VARCHAR")]
         cols += [(c, "BIGINT") for c in self.exact + self.keys]
+        cols += [(c, "BOOLEAN") for c in self.flags]
         for f in self.filters:
             cols += [(w, "HUGEINT") for w in f.words]
             cols.append((f.popcount, "INTEGER"))

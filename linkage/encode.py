@@ -116,6 +116,12 @@ when the value is missing (or the salt, with ``on_missing: "null"``).
 as a big-endian signed int64, null when ``v`` is missing.  ``bk_<b>``: the
 same under ``K("blocking", b)`` over the UTF-8 of the key's field values in
 the schema's order joined by U+001F, null when any of them is missing.
+``ok_<f>`` (fields with ``validity_flag``, normalised as ``id_number``):
+``bool``, true when ``v`` is an 18-character resident ID number whose
+region digits, birth-date digits and check character are valid
+(:func:`linkage.idnumber.parse_ids`), false otherwise, null when ``v`` is
+missing.  Columns in this order: ``bf``, ``eh``, ``bk``, ``ok``, ``clk``,
+``sb``.
 
 **7. Salt banks.**  For a field whose salt has ``on_missing: "bank"`` with
 ``bank: {from, to}``, column ``sb_<f>``: ``binary`` (variable-size, so
@@ -149,6 +155,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from . import idnumber
 from ._bits import hardening, hashing, kernels, tokens
 from ._bits.hardening import blip_flip_probability
 from ._bits.memo import RunMemo as EncodeCache
@@ -216,6 +223,7 @@ def encoded_arrow_schema(schema: LinkageSchema) -> pa.Schema:
             for f in schema.filter_fields]
     cols += [pa.field(f"eh_{f.name}", pa.int64()) for f in schema.exact_fields]
     cols += [pa.field(f"bk_{b.name}", pa.int64()) for b in schema.blocking_keys]
+    cols += [pa.field(f"ok_{f.name}", pa.bool_()) for f in schema.flag_fields]
     cols.append(pa.field("clk", pa.binary(schema.clk_output_length // 8), nullable=False))
     cols += [pa.field(f"sb_{f.name}", pa.binary()) for f in schema.bank_fields]  # variable size: nulls are free
     return pa.schema(cols)
@@ -250,6 +258,8 @@ def encode_records(normalised: pd.DataFrame, schema: LinkageSchema, secret: Link
         arrays.append(_hash_codes(secret.derive("exact", schema.id, f.name), data, f.name))
     for b in schema.blocking_keys:
         arrays.append(_blocking(secret.derive("blocking", schema.id, b.name), data, b.fields, n))
+    for f in schema.flag_fields:
+        arrays.append(_validity(data, f))
     packed, _ = _encode_target(targets["#clk"], data, n, rng)
     arrays.append(_fixed_binary(packed, None))
     for f in schema.bank_fields:
@@ -550,6 +560,16 @@ def _messages(strings: list[str], msg_tok: np.ndarray, salts: list[str] | None,
     prefixes = [b"", *((s + UNIT_SEP).encode("utf-8") for s in salts)]
     return [prefixes[s] + strings[t].encode("utf-8")
             for s, t in zip(msg_salt.tolist(), msg_tok.tolist(), strict=True)]
+
+
+def _validity(data: _Data, field: FieldSpec) -> pa.Array:
+    """``ok_<f>``: whether each row's value passes its field's check (checked once per distinct value)."""
+    col = data.column(field.name)
+    valid = col.codes >= 0
+    ok = np.zeros(len(col.uniques) + 1, dtype=bool)  # + 1: all-missing column
+    if len(col.uniques):
+        ok[:-1] = [p is None for p in idnumber.parse_ids(np.asarray(col.uniques, dtype=object)).problem]
+    return pa.array(ok[np.where(valid, col.codes, 0)], type=pa.bool_(), mask=~valid)
 
 
 def _hash_codes(key: bytes, data: _Data, name: str) -> pa.Array:

@@ -25,6 +25,7 @@ BUILTIN_SCHEMAS = ("judicial-assistance", "febrl")
 
 
 MAX_BANK_SLOTS = 256
+VALIDITY_NORMALISERS = frozenset({"id_number"})  # normalisers with a check a validity flag reports
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ class FieldSpec:
     clk: ClkContribution | None = None
     exact_hash: bool = False
     frequency_adjust: bool = False
+    validity_flag: bool = False  # send ok_<field>: the value passed its check (ID numbers)
     derive_from: str | None = None
     derive_via: str | None = None
     description: str = ""
@@ -156,6 +158,11 @@ class LinkageSchema:
     @property
     def exact_fields(self) -> tuple[FieldSpec, ...]:
         return tuple(f for f in self.fields if f.exact_hash)
+
+    @property
+    def flag_fields(self) -> tuple[FieldSpec, ...]:
+        """Fields that send a validity flag ``ok_<field>`` (``validity_flag``)."""
+        return tuple(f for f in self.fields if f.validity_flag)
 
     @property
     def bank_fields(self) -> tuple[FieldSpec, ...]:
@@ -235,6 +242,9 @@ def _meaning_problems(doc: dict[str, Any]) -> list[Problem]:
             problems += _hardening_problems(hard, flt["length"], f"{here}.filter.hardening", by_name, f["name"])
         if f.get("frequency_adjust") and not f.get("exact_hash"):
             problems.append(Problem(f"{here}.frequency_adjust", "needs exact_hash"))
+        if f.get("validity_flag") and f["normaliser"] not in VALIDITY_NORMALISERS:
+            problems.append(Problem(f"{here}.validity_flag", "only for fields normalised as "
+                                    + ", ".join(sorted(VALIDITY_NORMALISERS))))
     if not any(f.get("clk") for f in fields):
         problems.append(Problem("$.fields", "no field contributes to the record CLK"))
     problems += _hardening_problems(doc["clk"].get("hardening") or {}, doc["clk"]["length"], "$.clk.hardening", by_name, None)
@@ -302,6 +312,7 @@ def schema_from_document(doc: Any, source: str = "<schema>") -> LinkageSchema:
             clk=ClkContribution(clk.get("bits_per_token"), clk.get("bits_per_feature")) if clk else None,
             exact_hash=bool(f.get("exact_hash", False)),
             frequency_adjust=bool(f.get("frequency_adjust", False)),
+            validity_flag=bool(f.get("validity_flag", False)),
             derive_from=d.get("from"),
             derive_via=d.get("via"),
             description=f.get("description", ""),

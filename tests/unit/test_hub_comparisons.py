@@ -279,3 +279,47 @@ def test_pinyin_is_a_fallback_level_of_the_name_by_its_rows():
                     else 1 if py >= 0.6 else 0)
         if want is not None:
             assert gamma == want, (rl, rr)
+
+
+def test_two_different_id_numbers_that_both_pass_the_check_get_their_own_level():
+    """With ``validity_flag``, "different, both pass the check" comes right after "exact": a pair
+    whose IDs differ lands there when both flags are true, else in the Dice levels as before."""
+    from splink import SettingsCreator
+    from test_hub_fixtures import tiny_schema_doc
+
+    from linkage.schema import schema_from_document
+
+    doc = tiny_schema_doc()
+    next(f for f in doc["fields"] if f["name"] == "id_number")["validity_flag"] = True
+    s = schema_from_document(doc, "tiny with a validity flag")
+    rng = np.random.default_rng(5)
+    people = make_people(s, 12, rng)
+    t = encoded_table(people, np.r_[np.arange(12), np.arange(8)], rng, moved=0.1,
+                      missing={"id_number": 0.3}, typo={"eh_id_number": 0.3})
+    ids = t.column("eh_id_number").to_pylist()
+    flags = [None if v is None else bool(rng.random() < 0.7) for v in ids]
+    t = t.append_column("ok_id_number", pa.array(flags, pa.bool_()))
+    con, layout = _pairs_table(t, s)
+    comp = guarded_fallback_comparison(s.field("id_number"), s.field("birth_date"), layout, (0.9, 0.6))
+    labels = [lv["label_for_charts"] for lv in comp["comparison_levels"]]
+    assert labels[1:3] == ["exact (keyed hash)", "different, both pass the check"]
+    settings = SettingsCreator(link_type="dedupe_only", unique_id_column_name="rid",
+                               comparisons=[comp]).get_settings("duckdb")
+    case = settings.comparisons[0]._case_statement
+    got = con.execute(f"SELECT rid_l, rid_r, {case} FROM pairs ORDER BY rid_l, rid_r").fetchall()
+    d_id, null_id = _numpy_dice(t, "bf_id_number", 40)
+    seen = set()
+    for rl, rr, gamma in got:
+        i, j = rl - 1, rr - 1
+        if null_id[i, j]:
+            continue  # the birth-date fallback, tested above
+        # 7 exact, 6 both pass, 5 >= 0.9, 4 >= 0.6, 3 else
+        if ids[i] == ids[j]:
+            want = 7
+        elif flags[i] and flags[j]:
+            want = 6
+        else:
+            want = 5 if d_id[i, j] >= 0.9 else 4 if d_id[i, j] >= 0.6 else 3
+        assert gamma == want, (rl, rr)
+        seen.add(want)
+    assert {7, 6, 3} <= seen and seen & {4, 5}  # every kind of level reached

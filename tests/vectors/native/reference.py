@@ -11,6 +11,7 @@ the filters before BLIP (tests check BLIP statistically).
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import hmac
 import math
@@ -128,6 +129,28 @@ def add_field(bits: list[int], value: str, field: dict, weights: dict, key: byte
             bits[w % len(bits)] = 1
 
 
+# GB 11643-1999 / GB/T 2260: province-level region codes (first two digits)
+PROVINCES = {11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46,
+             50, 51, 52, 53, 54, 61, 62, 63, 64, 65, 71, 81, 82, 83}
+
+
+def id_passes_check(v: str, today: str) -> bool:
+    """An 18-character ID number whose province digits, birth date (1900-01-01 .. ``today``,
+    YYYYMMDD) and ISO 7064 MOD 11-2 check character are valid."""
+    if len(v) != 18 or not v[:17].isdigit() or v[17] not in "0123456789X":
+        return False
+    if int(v[:2]) not in PROVINCES:
+        return False
+    try:
+        born = datetime.date(int(v[6:10]), int(v[10:12]), int(v[12:14]))
+    except ValueError:
+        return False
+    if not "19000101" <= born.strftime("%Y%m%d") <= today:
+        return False
+    total = sum(int(c) * w for c, w in zip(v[:17], (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)))
+    return v[17] == "10X98765432"[total % 11]
+
+
 def encode_record(record: dict, doc: dict, secret: bytes) -> dict:
     """Column name -> bytes (filters), int (hashes) or None, for one record (before BLIP)."""
     sid = doc["id"]
@@ -165,6 +188,11 @@ def encode_record(record: dict, doc: dict, secret: bytes) -> dict:
         out["bk_" + b["name"]] = None if any(missing(v) for v in vs) else int.from_bytes(
             mac(derive(secret, "blocking", sid, b["name"]), US.join(vs).encode())[:8], "big",
             signed=True)
+    for f in doc["fields"]:
+        if f.get("validity_flag"):
+            v = record.get(f["name"])
+            out["ok_" + f["name"]] = None if missing(v) else id_passes_check(
+                v, datetime.date.today().strftime("%Y%m%d"))
     clk = doc["clk"]
     hard = clk.get("hardening", {})
     bits = [0] * clk["length"]
