@@ -62,8 +62,11 @@ def run(tool: str, *args: str, log: list | None = None) -> dict:
     return out
 
 
+PROGRESS = sys.stdout  # stderr with --json: stdout then holds the one JSON summary and nothing else
+
+
 def say(msg: str) -> None:
-    print(msg, flush=True)
+    print(msg, file=PROGRESS, flush=True)
 
 
 def score_clues(truth_dir: Path, revealed: list[tuple[str, str, int]]) -> dict:
@@ -98,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "demo-out")
     ap.add_argument("--json", action="store_true", help="print one JSON summary at the end")
     args = ap.parse_args(argv)
+    global PROGRESS
+    PROGRESS = sys.stderr if args.json else sys.stdout
     out: Path = args.out.resolve()
     if out.exists():
         shutil.rmtree(out)
