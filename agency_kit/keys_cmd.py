@@ -4,6 +4,7 @@
     agency-kit keygen-identity --agency ID --out DIR [--pq]
     agency-kit export-public   --identity DIR/ID.identity.key --out ID.pub.json
     agency-kit key-info        --key FILE
+    agency-kit passphrase      --key FILE          (change a key file's passphrase)
     agency-kit roster-build    --federation ID --schema-fingerprint HEX --hub hub.pub.json
                                --agency a.pub.json --agency b.pub.json --valid-days 365 --out roster.json
     agency-kit roster-info     --roster roster.json
@@ -29,6 +30,7 @@ from linkage._crypto._util import b64decode
 from linkage.errors import ConfigError, Problem
 from linkage.keyfile import (
     Identity,
+    change_passphrase,
     create_secret_file,
     read_identity_file,
     read_key_file_info,
@@ -89,6 +91,42 @@ def read_passphrase(passphrase_env: str | None, *, new: bool, what: str) -> str:
     if not value:
         raise click.BadParameter("the passphrase is empty", param_hint="passphrase")
     return value
+
+
+NEW_PASSPHRASE_ENV = "AIDLINK_NEW_PASSPHRASE"  # noqa: S105 - a variable name
+
+
+def new_passphrase_option(fn: Callable) -> Callable:
+    """``--new-passphrase-env VAR``: read the new passphrase (``passphrase`` command) from VAR."""
+    return click.option(
+        "--new-passphrase-env", "new_passphrase_env", metavar="VAR", default=None,
+        help=f"Read the new passphrase from environment variable VAR (default: {NEW_PASSPHRASE_ENV} "
+             "if set, else a hidden prompt, asked twice).")(fn)
+
+
+def change_passphrase_command(reporter: Reporter, key: str, passphrase_env: str | None,
+                              new_passphrase_env: str | None) -> dict[str, Any]:
+    """``passphrase``: open ``key`` with the current passphrase, re-seal it under a new one."""
+    old = read_passphrase(passphrase_env, new=False, what=f"{key} (current)")
+    env = new_passphrase_env or (NEW_PASSPHRASE_ENV if NEW_PASSPHRASE_ENV in os.environ else None)
+    if env is not None:
+        new = os.environ.get(env)
+        if new is None:
+            raise click.UsageError(f"environment variable {env} is not set")
+    else:  # never from AIDLINK_PASSPHRASE, which holds the current one in scripts
+        try:
+            new = click.prompt(f"New passphrase for {key}", hide_input=True, confirmation_prompt=True, err=True)
+        except click.Abort:
+            raise click.UsageError(f"no new passphrase given: type it at the prompt, or set {NEW_PASSPHRASE_ENV} "
+                                   "or --new-passphrase-env VAR") from None
+    if len(new) < MIN_PASSPHRASE_CHARS:
+        raise click.BadParameter(f"a new passphrase needs at least {MIN_PASSPHRASE_CHARS} characters",
+                                 param_hint="new passphrase")
+    if new == old:
+        raise click.BadParameter("the new passphrase is the current one", param_hint="new passphrase")
+    info = change_passphrase(key, old, new)
+    reporter.say(f"{key}: passphrase changed ({info.kind}; the key itself is unchanged), mode {_mode(key)}")
+    return {"path": key, "kind": info.kind, "mode": _mode(key), "changed": True}
 
 
 def force_option(fn: Callable) -> Callable:
@@ -323,6 +361,15 @@ def register(cli: click.Group) -> None:
     def key_info(reporter, key, no_passphrase, passphrase_env):
         """Show what a key file holds -- key-check value or public keys -- never a secret."""
         return _key_info(reporter, key, no_passphrase, passphrase_env)
+
+    @aidlink_command(cli, "passphrase")
+    @click.option("--key", required=True, type=click.Path(exists=True, dir_okay=False),
+                  help="The key file (linkage secret or identity) whose passphrase to change.")
+    @passphrase_option
+    @new_passphrase_option
+    def passphrase(reporter, key, passphrase_env, new_passphrase_env):
+        """Change a key file's passphrase (the key itself stays the same)."""
+        return change_passphrase_command(reporter, key, passphrase_env, new_passphrase_env)
 
     @aidlink_command(cli, "roster-build")
     @click.option("--federation", required=True, help="The federation's id.")

@@ -90,6 +90,24 @@ def read_key_file_info(path: str | Path, passphrase: str | bytes | None = None) 
     return _info(path, doc, True)
 
 
+def change_passphrase(path: str | Path, old: str | bytes, new: str | bytes, *,
+                      scrypt_n: int | None = None, rng: Rng = os.urandom) -> KeyFileInfo:
+    """Re-seal the key file ``path`` under passphrase ``new`` (fresh salt and nonce; scrypt ``n`` as
+    before unless given), in place, atomically, mode 0600.  The key itself, the public part and the
+    creation time stay as they were.  PassphraseError if ``old`` does not open it (nothing written)."""
+    doc = _read_container(path)
+    if doc["kind"] == SECRET_KIND:
+        read_secret_file(path, old)  # the same checks as every reader: kind, key-check value
+    else:
+        read_identity_file(path, old)  # ... public part matching its keys
+    plaintext = open_key_file(doc, old)
+    created = datetime.fromisoformat(doc["created_at"].replace("Z", "+00:00"))
+    fresh = seal_key_file(doc["kind"], doc["public"], plaintext, new,
+                          scrypt_n=int(doc["kdf"]["n"]) if scrypt_n is None else scrypt_n, rng=rng, now=created)
+    write_atomic(path, canonical_pretty(fresh), force=True, mode=0o600)
+    return _info(path, fresh, True)
+
+
 # ---------------------------------------------------------------- linkage secret
 
 

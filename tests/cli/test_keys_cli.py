@@ -201,3 +201,53 @@ def test_roster_build_problems_and_expired_roster(federation, tmp_path):
 def test_schema_info_still_there():
     r = run(agency_cli, ["schema-info", "--json"])
     assert r.exit_code == 0 and one_json(r)["schema_id"].startswith("judicial-assistance")
+
+
+def test_passphrase_change_keeps_the_key_and_refuses_the_old_passphrase(tmp_path, federation):
+    new = "another long passphrase"
+    secret_file = tmp_path / "s.key"
+    assert run(agency_cli, ["keygen-secret", "--out", str(secret_file)]).exit_code == 0
+    secret = read_secret_file(secret_file, PW)
+    created = json.loads(secret_file.read_text())["created_at"]
+    r = run(agency_cli, ["passphrase", "--key", str(secret_file), "--json"],
+            env={**ENV, "AIDLINK_NEW_PASSPHRASE": new})
+    assert r.exit_code == 0, r.output
+    assert one_json(r) == {"ok": True, "command": "passphrase", "path": str(secret_file), "kind": "linkage-secret",
+                           "mode": "0600", "changed": True}
+    assert PW not in r.output and new not in r.output
+    assert read_secret_file(secret_file, new).value == secret.value  # the same key ...
+    assert json.loads(secret_file.read_text())["created_at"] == created  # ... made when it was made
+    assert run(agency_cli, ["key-info", "--key", str(secret_file)]).exit_code == 14  # the old one is gone
+    assert mode(secret_file) == "0o600"
+
+    # an identity (the hub's, through linkage-hub), new passphrase typed at the prompt, twice
+    hub_key = tmp_path / "hub.identity.key"
+    hub_key.write_bytes((federation / "hub" / "hub.identity.key").read_bytes())
+    before = read_identity_file(hub_key, PW)
+    r = run(hub_cli, ["passphrase", "--key", str(hub_key)], env=NO_ENV, input=f"{PW}\n{new}\n{new}\n")
+    assert r.exit_code == 0, r.output
+    after = read_identity_file(hub_key, new)
+    assert after.signing_key.private_bytes_raw() == before.signing_key.private_bytes_raw()
+    assert after.sealing_key.private_bytes() == before.sealing_key.private_bytes()
+
+
+def test_passphrase_change_refusals_leave_the_file_as_it_was(tmp_path):
+    key = tmp_path / "s.key"
+    assert run(agency_cli, ["keygen-secret", "--out", str(key)]).exit_code == 0
+    before = key.read_bytes()
+    # wrong current passphrase: the one opaque error, nothing written
+    r = run(agency_cli, ["passphrase", "--key", str(key)],
+            env={"AIDLINK_PASSPHRASE": "wrong passphrase", "AIDLINK_NEW_PASSPHRASE": "another long one"})
+    assert r.exit_code == 14 and key.read_bytes() == before
+    # too short, the same as the old one, or no new passphrase at all: refused before writing
+    for new in ("short", PW):
+        r = run(agency_cli, ["passphrase", "--key", str(key)], env={**ENV, "AIDLINK_NEW_PASSPHRASE": new})
+        assert r.exit_code == 2 and key.read_bytes() == before, r.output
+    r = run(agency_cli, ["passphrase", "--key", str(key)], env=ENV, input="")
+    assert r.exit_code == 2 and "no new passphrase" in r.stderr and key.read_bytes() == before
+    # an edited file is refused like a wrong passphrase
+    doc = json.loads(before)
+    doc["public"]["key_check_value"] = "0" * len(doc["public"]["key_check_value"])
+    key.write_text(json.dumps(doc))
+    r = run(agency_cli, ["passphrase", "--key", str(key)], env={**ENV, "AIDLINK_NEW_PASSPHRASE": "another long one"})
+    assert r.exit_code in (14, 20) and json.loads(key.read_text()) == doc
