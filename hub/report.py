@@ -67,6 +67,7 @@ from linkage.roster import Roster
 from linkage.schema import Hardening, LinkageSchema, schema_from_document
 from linkage.versions import component_versions
 
+from .retention import PURGES, purge_history_sql
 from .rules import RuleSet, _attributes_used, load_rules
 from .store import FilterColumns, RecordLayout, connect, q, read_meta, table_exists
 
@@ -589,9 +590,13 @@ def gather_retention(con: duckdb.DuckDBPyConnection, row: Sequence[Any], cfg: di
     run_id, delete_after = row[0], row[3]
     pairs = con.execute(stored_rows_sql("pairs"), [run_id]).fetchall()[0][0]
     clusters = con.execute(stored_rows_sql("clusters"), [run_id]).fetchall()[0][0]
+    purged = None
+    if table_exists(con, PURGES):  # linkage-hub purge (hub.retention) has run on this database
+        purged = con.execute(purge_history_sql(), [run_id]).fetchall()[0][0]
     return {
         "retention_days": int(cfg.get("retention_days") or 0), "delete_after": _ts(delete_after),
         "overdue": bool(delete_after is not None and today > delete_after and (pairs or clusters)),
+        "purged_at": _ts(purged) if purged is not None else None,
         "stored": {"pairs": int(pairs), "cluster_rows": int(clusters)},
         "packages_expire": sorted({d["expires_at"] for d in datasets if d.get("expires_at")}),
         "results_expire": sorted({r["expires_at"] for r in results if r.get("expires_at")}),
