@@ -14,17 +14,21 @@ The hub resolves a bank pair by pair, before prediction:
    same field on the other, the slot most similar to the other side's filter
    (Dice, ties to the lower slot) -- for a true match that is the slot of the
    true year, and the slot order tells the hub nothing about which year it is;
+   for a pair with banks on *both* sides (two records without a year), a slot
+   of each holding the identical filter -- the same name under the same,
+   unknown, year; two banks share no slot when the names differ at all;
 2. a *stand-in* record per distinct (record, chosen slot of each bank field):
    the record with those slots as its filters, under a new ``rid`` above every
    real one;
-3. the pair is scored as (other record, stand-in) -- so Splink sees ordinary
+3. the pair is scored as (other record, stand-in), or (stand-in, stand-in) -- so Splink sees ordinary
    records and ordinary pairs, whatever the engine;
 4. afterwards every stand-in ``rid`` is mapped back to its record.
 
 What a resolved pair costs in privacy: the hub learns that the two records'
 best slots agree -- that they look like the same name under the same salt --
-which is what the link itself says; it never learns a year.  Pairs with a
-bank on both sides keep a null name comparison (both years unknown).
+which is what the link itself says; it never learns a year.  Two banks
+whose names differ (even by one character, where a plain pair would compare
+by Dice) keep a null name comparison.
 Training (u sampling, EM) sees the records as ingested, never a stand-in.
 """
 
@@ -67,15 +71,37 @@ def best_slot_sql(layout: RecordLayout, field: str, blocked: str, records: str, 
     )
 
 
+def twin_slots_sql(layout: RecordLayout, field: str, blocked: str, catalog: str = "") -> str:
+    """Input: ``blocked``, ``bank_<field>``.  Output: a query of (join_key_l, join_key_r, slot_l,
+    slot_r): for each pair with a bank of ``field`` on *both* sides, a slot of each that hold the
+    identical filter -- the same value under the same salt, whichever year that is (the first such
+    pair of slots by slot number).  Pairs whose banks share no filter are left out: their values
+    differ (or differ by a typo, which two banks cannot tell), and they stay null."""
+    f = layout.filter(field)
+    bank = f"{catalog}{q(bank_table(field))}"
+    same = " AND ".join(f"b.{q(c)} = a.{q(c)}" for c in (f.popcount, *f.words))
+    order = "CAST(a.slot AS INTEGER) * 1024 + b.slot"  # slot is SMALLINT
+    return (
+        f"SELECT p.join_key_l, p.join_key_r, arg_min(a.slot, {order}) AS slot_l, arg_min(b.slot, {order}) AS slot_r"
+        f" FROM {q(blocked)} p JOIN {bank} a ON a.rid = p.join_key_l"
+        f" JOIN {bank} b ON b.rid = p.join_key_r AND {same}"
+        f" GROUP BY p.join_key_l, p.join_key_r"
+    )
+
+
 def best_slots_sql(layout: RecordLayout, blocked: str, records: str, output: str = BEST_SLOTS,
                    catalog: str = "") -> str:
     """Input: as :func:`best_slot_sql`.  Output: table ``output(join_key_l, join_key_r, bank_rid,
-    slot_<field>...)``, one row per pair with a bank on one side (the side is ``bank_rid``);
-    ``slot_<field>`` null where that field's bank or the other side's filter is missing."""
+    slot_<field>...)``: per pair with a bank on one side, one row (the side is ``bank_rid``), the
+    slot that agrees best with the other side's filter (:func:`best_slot_sql`); per pair with banks
+    on both sides, one row per side, slots holding the same filter (:func:`twin_slots_sql`).
+    ``slot_<field>`` is null where that field has no slot chosen."""
     fields = list(layout.banks)
     out = []
     for side in ("l", "r"):
-        sub = [(f"s{i}", best_slot_sql(layout, fld, blocked, records, side, catalog))
+        sub = [(f"s{i}", f"{best_slot_sql(layout, fld, blocked, records, side, catalog)} UNION ALL"
+                         f" SELECT join_key_l, join_key_r, slot_{side} AS slot"
+                         f" FROM ({twin_slots_sql(layout, fld, blocked, catalog)})")
                for i, fld in enumerate(fields)]
         keys = " UNION ".join(f"SELECT join_key_l, join_key_r FROM ({sql})" for _, sql in sub)
         joins = " ".join(f"LEFT JOIN ({sql}) {a} ON {a}.join_key_l = k.join_key_l AND {a}.join_key_r = k.join_key_r"
@@ -125,19 +151,21 @@ def stand_ins_sql(layout: RecordLayout, columns: Sequence[str], records: str, be
 def rewrite_pairs_sql(layout: RecordLayout, blocked: str, best: str = BEST_SLOTS, stand_ins: str = STAND_INS,
                       output: str = "aidlink_blocked_resolved") -> str:
     """Input: ``blocked``, ``best``, ``stand_ins``.  Output: table ``output`` like ``blocked``, each
-    pair with a bank on one side scored against that side's stand-in instead (the stand-in's rid
-    is above every real one, so it goes right)."""
+    record of a pair that has a row in ``best`` replaced by its stand-in for that pair (one side, or
+    both when both sides are banks); the smaller rid stays left (a stand-in's is above every record's)."""
     fields = list(layout.banks)
-    on = " AND ".join(f"s.{q('slot_' + f)} IS NOT DISTINCT FROM b.{q('slot_' + f)}" for f in fields)
+
+    def side(x: str) -> str:
+        on = " AND ".join(f"s{x}.{q('slot_' + f)} IS NOT DISTINCT FROM b{x}.{q('slot_' + f)}" for f in fields)
+        return (f" LEFT JOIN {q(best)} b{x} ON b{x}.join_key_l = p.join_key_l AND b{x}.join_key_r = p.join_key_r"
+                f" AND b{x}.bank_rid = p.join_key_{x}"
+                f" LEFT JOIN {q(stand_ins)} s{x} ON s{x}.of_rid = b{x}.bank_rid AND {on}")
+
+    left, right = "coalesce(sl.rid, p.join_key_l)", "coalesce(sr.rid, p.join_key_r)"
     return (
         f"CREATE OR REPLACE TABLE {q(output)} AS"
-        f" SELECT p.match_key,"
-        f" CASE WHEN s.rid IS NULL THEN p.join_key_l WHEN b.bank_rid = p.join_key_l THEN p.join_key_r"
-        f" ELSE p.join_key_l END AS join_key_l,"
-        f" CASE WHEN s.rid IS NULL THEN p.join_key_r ELSE s.rid END AS join_key_r"
-        f" FROM {q(blocked)} p"
-        f" LEFT JOIN {q(best)} b ON b.join_key_l = p.join_key_l AND b.join_key_r = p.join_key_r"
-        f" LEFT JOIN {q(stand_ins)} s ON s.of_rid = b.bank_rid AND {on}"
+        f" SELECT p.match_key, least({left}, {right}) AS join_key_l, greatest({left}, {right}) AS join_key_r"
+        f" FROM {q(blocked)} p{side('l')}{side('r')}"
     )
 
 

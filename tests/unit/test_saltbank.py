@@ -157,3 +157,44 @@ def test_bank_levels_get_u_from_sampled_bank_pairs_and_m_from_their_twins(hub):
     for before, after in zip(model["comparisons"], filled["comparisons"], strict=True):
         if after["output_column_name"] != "name":  # no bank levels: untouched
             assert after == before
+
+
+def test_two_banks_of_one_name_are_compared_through_two_stand_ins(tmp_path):
+    """B and E have no year and the same name: a slot of each holds the same filter, so the pair is
+    scored (stand-in of B, stand-in of E); F, another name without a year, shares no slot with B."""
+    schema = load_schema("judicial-assistance")
+    rows = [dict(_rows()[1]), dict(_rows()[1], address="另一个村2组"),
+            dict(_rows()[1], name="另一人", name_pinyin="ling yi ren")]  # B, E, F: all banks
+    df = pd.DataFrame(rows, dtype=object)[list(schema.field_names)].astype(object)
+    table = encode_records(df, schema, SECRET, np.random.default_rng(9))
+    table = table.add_column(0, "token", pa.array([secrets.token_hex(16) for _ in rows]))
+    m = {"version": 1, "package_id": secrets.token_hex(16), "direction": "to_hub", "agency": "a", "sender": "a",
+         "recipient": "hub", "dataset": "victims", "dataset_kind": "procuratorate_victims",
+         "schema_id": schema.id, "schema_fingerprint": schema.fingerprint,
+         "key_check_value": SECRET.key_check_value(), "content_sha256": hashlib.sha256(b"x").hexdigest(),
+         "row_count": table.num_rows}
+    db = tmp_path / "hub.duckdb"
+    ingest_opened(db, [SimpleNamespace(manifest=m, table=table)], schema=schema, write_parquet=False)
+    c = connect(db, read_only=True)
+    layout = RecordLayout.from_schema(schema, read_meta(c).lsh)
+    c.close()
+    con = duckdb.connect()
+    con.execute("ATTACH ? AS hub (READ_ONLY)", [str(db)])
+    con.execute("CREATE TABLE blocked AS SELECT '0' AS match_key, a.rid AS join_key_l, b.rid AS join_key_r"
+                " FROM hub.records a JOIN hub.records b ON a.rid < b.rid")
+    pairs, n = saltbank.resolve_salt_banks(con, layout, "blocked", input_columns(schema, layout, []))
+    best = con.execute(f"SELECT join_key_l, join_key_r, bank_rid, slot_name, slot_name_pinyin"
+                       f" FROM {saltbank.BEST_SLOTS} ORDER BY 1, 2, 3").fetchall()
+    assert [(lo, hi, b) for lo, hi, b, *_ in best] == [(1, 2, 1), (1, 2, 2)]  # B-E only, both sides
+    (_, _, _, s1, p1), (_, _, _, s2, p2) = best
+    words = layout.filter("name").words
+    same = con.execute("SELECT " + " AND ".join(f"x.{w} = y.{w}" for w in words) +
+                       " FROM hub.bank_name x, hub.bank_name y WHERE x.rid = 1 AND x.slot = ? AND y.rid = 2 AND"
+                       " y.slot = ?", [s1, s2]).fetchall()[0][0]
+    assert same and p1 is not None and p2 is not None  # the same name under the same year, and its pinyin
+    assert n == 2
+    got = con.execute(f"SELECT join_key_l, join_key_r FROM {pairs} ORDER BY 1, 2").fetchall()
+    assert (1, 3) in got and (2, 3) in got  # B-F, E-F: no shared slot, scored as they are (null name)
+    assert len(got) == 3 and min(got[-1]) > 3  # B-E: between the two stand-ins
+    ins = dict(con.execute(f"SELECT rid, of_rid FROM {saltbank.STAND_INS}").fetchall())
+    assert sorted(ins[r] for r in got[-1]) == [1, 2]
