@@ -158,3 +158,14 @@ def _schema(meta: Any) -> Any:
 def purge_history_sql() -> str:
     """Input: ``purges``; bound: run id.  Output: (purged_at, rows deleted) of that run, if purged."""
     return f"SELECT min(purged_at), sum(rows_deleted) FROM {PURGES} WHERE run_id = ?"
+
+
+def require_kept(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
+    """StateError if ``run_id``'s links and clusters were purged (rules over them would find nothing)."""
+    from linkage.errors import StateError
+
+    if table_exists(con, PURGES):
+        when = con.execute(purge_history_sql(), [run_id]).fetchall()[0][0]
+        if when is not None:
+            raise StateError(f"run {run_id} was purged on {when:%Y-%m-%d} (past its deletion date): "
+                             "its links and clusters are gone; make a new match run")

@@ -17,6 +17,7 @@ from agency_kit.clitools import aidlink_command, hub_audit
 from linkage.errors import StateError
 from linkage.schema import load_schema
 
+from .retention import require_kept
 from .rules import apply_rules, load_rules
 
 
@@ -60,6 +61,7 @@ def register(cli: click.Group) -> None:
         con = duckdb.connect(db_path)
         try:
             run = run_id or latest_run(con)
+            require_kept(con, run)
             summary = apply_rules(con, ruleset, run, agencies=mapping or None)
         finally:
             con.close()

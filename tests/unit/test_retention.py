@@ -19,8 +19,9 @@ from test_hub_fixtures import Federation, encoded_table, make_people, tiny_schem
 from hub.cli import cli
 from hub.ingest import ingest_opened
 from hub.model import insert_run_sql
-from hub.retention import PURGES, purge
+from hub.retention import PURGES, purge, require_kept
 from linkage.encode import encode_records
+from linkage.errors import StateError
 from linkage.keyfile import write_identity_file
 from linkage.keys import LinkageSecret
 from linkage.schema import load_schema
@@ -101,6 +102,11 @@ def test_purge_deletes_run_outputs_at_their_date_and_records_when_no_kept_run_ne
     assert after["pairs"][second] == before["pairs"][second] and after["records"] == before["records"]
     again = json.loads(run(["purge", "--db", str(db), "--as-of", day, "--json"]).stdout)
     assert again["runs"] == [] and again["packages"] == []  # purged once
+    con = duckdb.connect(str(db), read_only=True)
+    with pytest.raises(StateError, match="was purged"):  # `linkage-hub rules` refuses a purged run
+        require_kept(con, first)
+    require_kept(con, second)
+    con.close()
 
     # past run 2's date too: its outputs, and every package (each served only purged runs)
     day = (TODAY + timedelta(days=401)).isoformat()
