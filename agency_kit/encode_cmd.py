@@ -11,14 +11,20 @@ from typing import Any
 import click
 
 from linkage.errors import FingerprintMismatchError, RosterError
-from linkage.keyfile import read_identity_file, read_secret_file
+from linkage.keyfile import read_secret_file
 from linkage.package import write_package
 from linkage.roster import load_roster
 from linkage.schema import load_schema
 
 from .clitools import Reporter, agency_audit, aidlink_command
 from .encode import EncodeOutputs, check_agency_on_roster, encode_export
-from .keys_cmd import force_option, passphrase_option, read_passphrase
+from .keys_cmd import (
+    force_option,
+    identity_passphrase_option,
+    open_identity,
+    passphrase_option,
+    read_passphrase,
+)
 from .mapping import load_mapping
 from .vault import vault_key
 
@@ -61,10 +67,11 @@ def register(cli: click.Group) -> None:
                   "(the hub's key must be of that suite).")
     @force_option
     @passphrase_option
+    @identity_passphrase_option
     def encode(reporter: Reporter, input_path: str, mapping_path: str, schema_path: str, secret_path: str,
                identity_path: str, roster_path: str, out_path: str, encoding: str | None, sheet: str | None,
                workers: int | None, chunk_rows: int, reference_date: Any, pq: bool, force: bool,
-               passphrase_env: str | None) -> dict[str, Any]:
+               passphrase_env: str | None, identity_passphrase_env: str | None) -> dict[str, Any]:
         """Encode an export into a signed package sealed to the hub."""
         schema = load_schema(schema_path)
         roster = load_roster(roster_path)
@@ -76,9 +83,9 @@ def register(cli: click.Group) -> None:
             raise FingerprintMismatchError(
                 f"{schema_path}: schema fingerprint differs from the roster's; every agency must use the "
                 "federation's schema (and the same aidlink normaliser and table versions)")
-        passphrase = read_passphrase(passphrase_env, new=False, what="the linkage secret and identity")
+        passphrase = read_passphrase(passphrase_env, new=False, what="the linkage secret")
         secret = read_secret_file(secret_path, passphrase)
-        identity = read_identity_file(identity_path, passphrase, role="agency")
+        identity = open_identity(identity_path, passphrase, identity_passphrase_env)
         if identity.id != mapping.agency:
             raise RosterError(f"{identity_path}: the identity is agency {identity.id!r} but the mapping says "
                               f"{mapping.agency!r}")

@@ -94,6 +94,38 @@ def read_passphrase(passphrase_env: str | None, *, new: bool, what: str) -> str:
 
 
 NEW_PASSPHRASE_ENV = "AIDLINK_NEW_PASSPHRASE"  # noqa: S105 - a variable name
+IDENTITY_PASSPHRASE_ENV = "AIDLINK_IDENTITY_PASSPHRASE"  # noqa: S105 - a variable name
+
+
+def identity_passphrase_option(fn: Callable) -> Callable:
+    """``--identity-passphrase-env VAR``: the identity file's own passphrase, where it is not the secret's."""
+    return click.option(
+        "--identity-passphrase-env", "identity_passphrase_env", metavar="VAR", default=None,
+        help=f"Read the identity file's passphrase from VAR (default: {IDENTITY_PASSPHRASE_ENV} if set, else "
+             "the secret's passphrase, else a hidden prompt).")(fn)
+
+
+def open_identity(path: str | Path, passphrase: str, identity_passphrase_env: str | None) -> Identity:
+    """The agency identity in ``path``, opened with its own passphrase when one is given (the variable
+    named, or AIDLINK_IDENTITY_PASSPHRASE), else with ``passphrase`` (the secret's); when that does not
+    open it and a terminal is there to ask, with a passphrase typed at a hidden prompt."""
+    import sys
+
+    from linkage.errors import PassphraseError
+
+    env = identity_passphrase_env or (IDENTITY_PASSPHRASE_ENV if IDENTITY_PASSPHRASE_ENV in os.environ else None)
+    if env is not None:
+        own = os.environ.get(env)
+        if own is None:
+            raise click.UsageError(f"environment variable {env} is not set")
+        return read_identity_file(path, own, role="agency")
+    try:
+        return read_identity_file(path, passphrase, role="agency")
+    except PassphraseError:
+        if not sys.stdin.isatty():
+            raise
+    own = click.prompt(f"Passphrase for the identity in {path}", hide_input=True, err=True)
+    return read_identity_file(path, own, role="agency")
 
 
 def new_passphrase_option(fn: Callable) -> Callable:

@@ -6,6 +6,7 @@ Every error test checks the message names no personal data from the input.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -267,3 +268,23 @@ def test_dataset_kind_not_on_the_roster_refused(fed, tmp_path, env):
     assert res.exit_code == 15, res.output
     assert "civil_affairs_tekun" in res.stderr
     assert_nothing_written(out)
+
+
+def test_identity_with_a_passphrase_of_its_own(fed, tmp_path, monkeypatch):
+    """The identity file need not share the secret's passphrase: --identity-passphrase-env names its own."""
+    from linkage.keyfile import change_passphrase
+
+    own = "the agency team's own passphrase"
+    ident = tmp_path / "agency.identity.key"
+    ident.write_bytes(Path(fed.identities[AGENCY]).read_bytes())
+    change_passphrase(ident, PASSPHRASE, own)
+    other = dataclasses.replace(fed, identities={**fed.identities, AGENCY: ident})
+    monkeypatch.setenv("AIDLINK_PASSPHRASE", PASSPHRASE)
+    src = write_csv(tmp_path / "x.csv", HEADER, rows())
+    res, out = run_encode(other, tmp_path / "a", src)  # the secret's passphrase does not open it
+    assert res.exit_code == 14, res.output
+    assert_nothing_written(out)
+    monkeypatch.setenv("TEAM_PASSPHRASE", own)
+    res, out = run_encode(other, tmp_path / "b", src, None, "--identity-passphrase-env", "TEAM_PASSPHRASE")
+    assert res.exit_code == 0, res.output
+    assert out.exists() and own not in res.output and PASSPHRASE not in res.output
