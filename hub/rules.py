@@ -588,19 +588,20 @@ class _Checker:
         """A clue lists the tokens of its holders (``tokens_from``) only.  When every
         holder declares its dataset kinds, the condition must guarantee a record
         of one of those kinds, or no holder could ever re-identify the person."""
-        def guaranteed(c: Any) -> frozenset[str] | None:
-            """Kinds a record of which is in every cluster the condition holds on
-            (None: depends on a rule that did not parse -- not judged)."""
+        def deliverable(c: Any, held: frozenset[str]) -> bool | None:
+            """Whether every cluster the condition holds on has a record of a ``held`` kind
+            (None: depends on a rule that did not parse -- not judged).  A conjunction
+            needs one such part; a disjunction needs it of every branch."""
             if isinstance(c, HasDataset | Record):
-                return frozenset({c.kind})
+                return c.kind in held
             if isinstance(c, AllOf | AnyOf):
-                parts = [guaranteed(x) for x in c.items]
+                parts = [deliverable(x, held) for x in c.items]
                 if any(p is None for p in parts):
                     return None
-                return frozenset().union(*parts) if isinstance(c, AllOf) else frozenset.intersection(*parts)
+                return any(parts) if isinstance(c, AllOf) else all(parts)
             if isinstance(c, RuleRef):
-                return guaranteed(by_id[c.rule].condition) if c.rule in by_id else None
-            return frozenset()  # Not
+                return deliverable(by_id[c.rule].condition, held) if c.rule in by_id else None
+            return False  # Not
 
         for rule in rules:
             if rule.is_exclusion or any(r not in receivers for r in rule.tokens_from):
@@ -608,9 +609,8 @@ class _Checker:
             holders = [receivers[r] for r in rule.tokens_from]
             if any(h.datasets is None for h in holders):
                 continue
-            held = {k for h in holders for k in h.datasets or ()}
-            kinds = guaranteed(rule.condition)
-            if kinds is not None and not kinds & held:
+            held = frozenset(k for h in holders for k in h.datasets or ())
+            if deliverable(rule.condition, held) is False:
                 i = next(j for j, raw in enumerate(self.doc["rules"])
                          if isinstance(raw, dict) and raw.get("id") == rule.id)
                 where = "tokens_from" if "tokens_from" in self.doc["rules"][i] else "receiver"
@@ -956,6 +956,7 @@ def apply_rules(con: Any, ruleset: RuleSet, run_id: str, *, agencies: Mapping[st
 
     ``clues``: {rule: {receiver agency: clusters with a clue}};
     ``tokens``: {rule: {deliver_to agency: token rows}};
+    ``delivered``: {rule: {deliver_to agency: clusters whose clue that agency's package carries}};
     ``matched``: {rule: clusters matched before exclusions};
     ``excluded``: {rule: {exclusion: clusters removed}};
     ``undeliverable``: {rule: clusters whose token holders hold no record};
@@ -998,10 +999,12 @@ def _summarise(con: Any, ruleset: RuleSet, run_id: str, agencies: Mapping[str, s
             f"GROUP BY ALL ORDER BY ALL", {"run_id": run_id}).fetchall():
         clues.setdefault(rule_id, {})[receiver] = n
     tokens: dict[str, dict[str, int]] = {r.id: {} for r in clue_rules}
-    for rule_id, holder, n in con.execute(
-            f"SELECT rule_id, deliver_to, count(*) FROM {CLUES} WHERE run_id = $run_id GROUP BY ALL ORDER BY ALL",
-            {"run_id": run_id}).fetchall():
+    carried: dict[str, dict[str, int]] = {r.id: {} for r in clue_rules}
+    for rule_id, holder, n, persons in con.execute(
+            f"SELECT rule_id, deliver_to, count(*), count(DISTINCT cluster_id) FROM {CLUES} WHERE run_id = $run_id "
+            f"GROUP BY ALL ORDER BY ALL", {"run_id": run_id}).fetchall():
         tokens.setdefault(rule_id, {})[holder] = n
+        carried.setdefault(rule_id, {})[holder] = persons
     final = dict(con.execute("SELECT rule_id, count(*) FROM rules_matches GROUP BY ALL").fetchall())
     excluded: dict[str, dict[str, int]] = {}
     removed: dict[str, int] = {}
@@ -1026,5 +1029,5 @@ def _summarise(con: Any, ruleset: RuleSet, run_id: str, agencies: Mapping[str, s
     for rule_id, kinds in skipped.items():
         log.warning("rule %s did not run: the run has no records of %s", rule_id, ", ".join(kinds))
     return {"run_id": run_id, "rule_set": ruleset.id, "rule_set_digest": ruleset.digest, "clues": clues,
-            "tokens": tokens, "matched": matched, "excluded": excluded, "undeliverable": undeliverable,
-            "skipped": skipped}
+            "tokens": tokens, "delivered": carried, "matched": matched, "excluded": excluded,
+            "undeliverable": undeliverable, "skipped": skipped}

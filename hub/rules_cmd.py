@@ -4,6 +4,11 @@
 
 Writes the ``clues`` table (see :mod:`hub.rules`); ``--json`` prints counts per
 rule and receiver, never a token.
+
+The text output says, per rule, how many persons have a clue, whom the clue is
+*for* (the receiver) and in whose result package it *travels* (the agency whose
+tokens it carries): a referral to the women's federation travels in the
+procuratorate's package, for the procuratorate to forward.
 """
 
 from __future__ import annotations
@@ -30,6 +35,25 @@ def latest_run(con: duckdb.DuckDBPyConnection) -> str:
     if not rows:
         raise StateError("no match run in this database: run `linkage-hub match` first")
     return rows[0][0]
+
+
+def delivery_line(rule_id: str, receiver: str, persons: int, carried: dict[str, int]) -> str:
+    """One line of the text output: ``persons`` clue(s) of ``rule_id`` for ``receiver``, and where
+    they travel; ``carried`` = {agency whose result package carries them: persons}.
+
+    ``R6: 19 clue(s) for womens-federation, delivered in county-procuratorate's result package
+    (19), to be forwarded``
+    """
+    head = f"{rule_id}: {persons} clue(s) for {receiver}"
+    if not persons:
+        return head
+    others = [(agency, n) for agency, n in sorted(carried.items()) if agency != receiver and n]
+    if not others:
+        return f"{head}, delivered in its own result package"
+    own = carried.get(receiver, 0)
+    parts = ([f"its own result package ({own})"] if own else []) + [
+        f"{agency}'s result package ({n})" for agency, n in others]
+    return f"{head}, delivered in " + " and in ".join(parts) + ", to be forwarded"
 
 
 def register(cli: click.Group) -> None:
@@ -71,5 +95,5 @@ def register(cli: click.Group) -> None:
         reporter.audit_refs(run_id=summary["run_id"], rule_set_digest=summary["rule_set_digest"])
         for rule_id, by_receiver in summary["clues"].items():
             for receiver, n in by_receiver.items():
-                reporter.say(f"{rule_id}: {n} clue(s) for {receiver}")
+                reporter.say(delivery_line(rule_id, receiver, n, summary["delivered"].get(rule_id, {})))
         return summary

@@ -370,6 +370,8 @@ def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConn
     p = Path(path)
     if read_only and not p.exists():
         raise StateError(f"{p}: no hub database here (run `linkage-hub ingest` first)")
+    if not read_only:
+        p.parent.mkdir(parents=True, exist_ok=True)  # a new database in a new folder
     con = duckdb.connect(str(p), read_only=read_only)
     con.execute("SET enable_progress_bar = false")  # it would print on stdout
     return con

@@ -407,7 +407,9 @@ def mapping_documents(formats: str | Mapping[str, str] = "mixed") -> dict[str, d
     format cannot state as a constant come from real columns: the court's
     诉讼地位 (``applicant``) and 结案用时(月) (``months_to_close``, completed
     calendar months), the education bureau's 年级 (``role = student``) and
-    监护人关系 (``role = guardian``).
+    监护人关系 (``role = guardian``).  ``female`` and ``age_band`` of court
+    applicants and wage claimants are derived from their ID numbers (those
+    exports have no sex column).
     """
     victims = {
         "row_key": ["案件编号", "身份证号"],
@@ -430,6 +432,8 @@ def mapping_documents(formats: str | Mapping[str, str] = "mixed") -> dict[str, d
             "months_to_close": {"column": "结案用时(月)"},
             "asset_report_done": {"column": "是否报告财产", "map": _YN},
             "consumption_restricted": {"column": "是否限制消费", "map": _YN},
+            "female": {"derive": "female_from_id"},
+            "age_band": {"derive": "age_band_from_id"},
         },
     }
     dibao = {
@@ -467,6 +471,8 @@ def mapping_documents(formats: str | Mapping[str, str] = "mixed") -> dict[str, d
         "attributes": {
             "support_prosecution": {"column": "是否支持起诉", "map": _YN},
             "wages_recovered": {"column": "是否已追回", "map": _YN},
+            "female": {"derive": "female_from_id"},
+            "age_band": {"derive": "age_band_from_id"},
         },
     }
     body = {"procuratorate_victims": victims, "court_enforcement": court, "civil_affairs_dibao": dibao,

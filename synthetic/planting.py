@@ -27,12 +27,14 @@ X1  drops R1 and R2 when *any* victim record of the person says
 X2  drops R1–R4 when *any* victim record says ``already_assisted = true``.
 R5  referral → education-bureau
     an R1–R4 clue (after X1/X2) and an ``education_students`` record with
-    ``role = student`` (the person is a student; guardians do not count --
-    the hub has no household links).
+    ``role = student`` (the person is a student) or ``role = guardian`` (the
+    person is the registered guardian of a student: the dependant is a
+    student; the education bureau's guardian row names that student).
 R6  referral → womens-federation
-    an R1–R4 clue (after X1/X2) and a victim record saying ``female = true``
-    or ``age_band = minor`` (under 18 on the as-of date).  A woman whose clue
-    comes from court data alone, with no victim record, gets no R6.
+    an R1–R4 clue (after X1/X2) and a victim, court or wage-claimant record
+    saying ``female = true`` or ``age_band = minor`` (under 18 on the as-of
+    date; court and wage records derive both from the ID number).  Every
+    R1–R4 person has such a record, so R6 = R1–R4 ∩ (women ∪ minors).
 R7  supervision_suggestion → civil-affairs-bureau
     a victim record with ``compensated = false``,
     ``injury ∈ {minor, serious, disability}`` and ``age_band = senior``
@@ -83,9 +85,9 @@ RULES: dict[str, Rule] = {r.rule_id: r for r in (
     Rule("R4", "judicial_assistance", "county-procuratorate",
          "supported, unrecovered wage claimant with a 终本 case or in 低保/特困"),
     Rule("R5", "referral", "education-bureau",
-         "an R1–R4 clue whose person is a student"),
+         "an R1–R4 clue whose person is a student or a student's guardian"),
     Rule("R6", "referral", "womens-federation",
-         "an R1–R4 clue whose victim record says female or minor"),
+         "an R1–R4 clue whose victim, court or wage record says female or minor"),
     Rule("R7", "supervision_suggestion", "civil-affairs-bureau",
          "injured uncompensated victim aged 60+ or with disability grade 1–2, in neither 低保 nor 特困"),
     Rule("R8", "supervision_suggestion", "county-court",
@@ -129,9 +131,8 @@ def evaluate_rules(pop: pd.DataFrame, facts: dict[str, pd.DataFrame], as_of: dt.
     ww = w[w["support"] & ~w["recovered"]]
     out["R4"] = (set(ww["person_id"]) & (hardship | set(zb["person_id"]))) - x2
     base = out["R1"] | out["R2"] | out["R3"] | out["R4"]
-    out["R5"] = base & set(st["person_id"])
-    victims = set(v["person_id"])
-    out["R6"] = {p for p in base if p in victims and (p in female or age[p] < 18)}
+    out["R5"] = base & (set(st["person_id"]) | set(st["guardian_id"]))
+    out["R6"] = {p for p in base if p in female or age[p] < 18}
     injured = uncomp[uncomp["injury"].isin(INJURED_ALIVE)]
     senior = {p for p in injured["person_id"] if age[p] >= 60}
     out["R7"] = (senior | (set(injured["person_id"]) & grade12)) - hardship
@@ -274,7 +275,9 @@ def plant_cases(rng: np.random.Generator, pop: pd.DataFrame, hh: pd.DataFrame,
     p.victim(r1, cause="交通肇事", injury=inj, compensated=False, assisted=False)
     # two of them also have an earlier minor-injury case, uncompensated: still one clue each
     p.victim(r1[:2], cause="寻衅滋事", injury="minor", loss=0, compensated=False, assisted=False)
-    p.note("R1", r1, "positive", "grave injury, uncompensated, roster or certificate")
+    p.note("R1", a, "positive", "grave injury, uncompensated, already on a roster")
+    p.note("R1", b, "positive", "grave injury, uncompensated, disability certificate, on no roster")
+    p.note("R1", c, "positive", "grave injury, uncompensated, household enrolled on 低保")
 
     # R2: major property loss, in hardship
     r2 = p.choose(grown, k, enrol=True)
@@ -289,6 +292,7 @@ def plant_cases(rng: np.random.Generator, pop: pd.DataFrame, hh: pd.DataFrame,
     p.court(r3, zhongben=True, duration=rng.integers(120, 600, size=len(r3)))
     p.note("R3", r3, "positive", "zhongben applicant in hardship")
     p.note("R8", r3, "near_miss", "zhongben applicant in hardship, long case, report + restriction done")
+    p.note("R6", r3, "near_miss", "R3 clue for an adult man")
 
     # R4: half through hardship, half through a 终本 case of their own
     r4h = p.choose(adult & ~p.female, (k + 1) // 2, enrol=True)
@@ -296,9 +300,10 @@ def plant_cases(rng: np.random.Generator, pop: pd.DataFrame, hh: pd.DataFrame,
     r4z = p.choose(adult & ~p.female & ~p.hardship(), k - len(r4h))
     p.court(r4z, zhongben=True, duration=rng.integers(120, 600, size=len(r4z)))
     p.wage(np.concatenate([r4h, r4z]), support=True, recovered=False)
-    p.note("R4", np.concatenate([r4h, r4z]), "positive", "supported unrecovered wage claim + hardship or zhongben")
+    p.note("R4", r4h, "positive", "supported unrecovered wage claim, in hardship")
+    p.note("R4", r4z, "positive", "supported unrecovered wage claim, zhongben case as applicant, no roster")
 
-    # R5: students with a clue (through R1); guardians of students are near misses
+    # R5: students with a clue (through R1), and guardians of students with a clue (the dependant is a student)
     st = p.facts["education_students"]
     r5 = p.choose(np.isin(p.pid, st["person_id"].to_numpy()) & minor, k, enrol=True)
     p.enrol_dibao(r5)
@@ -309,9 +314,10 @@ def plant_cases(rng: np.random.Generator, pop: pd.DataFrame, hh: pd.DataFrame,
                  max(2, k // 2), enrol=True)
     p.enrol_dibao(g)
     p.victim(g, cause="故意伤害", injury="serious", compensated=False, assisted=False)
-    p.note("R5", g, "near_miss", "R1 for a student's guardian who is no student")
+    p.note("R5", g, "positive", "R1 for a student's guardian (the dependant is a student)")
+    p.note("R1", g, "positive", "R1 via R5 guardian planting")
 
-    # R6: women (through R2, with a victim record) and minors (through R1)
+    # R6: women (through R2, with a victim record) and minors (through R1); women known to the court only
     r6f = p.choose(grown & p.female & ~p.students_or_guardians(), (k + 1) // 2, enrol=True)
     p.enrol_dibao(r6f)
     loss = rng.integers(15_000, 120_000, size=len(r6f)) // 100 * 100
@@ -319,11 +325,13 @@ def plant_cases(rng: np.random.Generator, pop: pd.DataFrame, hh: pd.DataFrame,
     r6m = p.choose(minor & ~p.female, k - len(r6f), enrol=True)
     p.enrol_dibao(r6m)
     p.victim(r6m, cause="交通肇事", injury="disability", compensated=False, assisted=False)
-    p.note("R6", np.concatenate([r6f, r6m]), "positive", "clue with a victim record of a woman (R2) or a minor (R1)")
-    nm = p.choose(grown & p.female, max(2, k // 2), enrol=True)
-    p.enrol_dibao(nm)
-    p.court(nm, zhongben=True, duration=rng.integers(120, 600, size=len(nm)))
-    p.note("R6", nm, "near_miss", "a woman with an R3 clue but no victim record")
+    p.note("R6", r6f, "positive", "R2 clue with a victim record of a woman")
+    p.note("R6", r6m, "positive", "R1 clue with a victim record of a minor")
+    r6c = p.choose(grown & p.female, max(2, k // 2), enrol=True)
+    p.enrol_dibao(r6c)
+    p.court(r6c, zhongben=True, duration=rng.integers(120, 600, size=len(r6c)))
+    p.note("R6", r6c, "positive", "R3 clue for a woman known to the court only (no victim record)")
+    p.note("R3", r6c, "positive", "R3 via R6 planting")
 
     # R7: seniors and grade 1–2 certificate holders, injured, uncompensated, in no roster
     r7s = p.choose((p.age >= 62) & (p.age < 90) & ~p.hardship(), (k + 1) // 2, stay_out=True)
@@ -333,7 +341,8 @@ def plant_cases(rng: np.random.Generator, pop: pd.DataFrame, hh: pd.DataFrame,
     assisted = np.arange(len(r7)) == 0  # X2 drops R1-R4 only: an assisted victim still counts for R7
     p.victim(r7, cause="故意伤害", injury=np.array(INJURED_ALIVE, dtype=object)[np.arange(len(r7)) % 3],
              compensated=False, assisted=assisted)
-    p.note("R7", r7, "positive", "injured uncompensated senior / grade 1-2, in no roster")
+    p.note("R7", r7s, "positive", "injured uncompensated senior (60+), in no roster")
+    p.note("R7", r7d, "positive", "injured uncompensated holder of a grade 1-2 certificate, in no roster")
 
     # R8: hardship applicants, 终本 flagged three ways
     r8 = p.choose(grown & ~p.female, k, enrol=True)
@@ -343,7 +352,9 @@ def plant_cases(rng: np.random.Generator, pop: pd.DataFrame, hh: pd.DataFrame,
     p.court(r8[third:2 * third], zhongben=True, duration=rng.integers(120, 600, size=third), asset_report=False)
     rest = len(r8) - 2 * third
     p.court(r8[2 * third:], zhongben=True, duration=rng.integers(120, 600, size=rest), restricted=False)
-    p.note("R8", r8, "positive", "zhongben hardship applicant: < 3 months, no report, or no restriction")
+    p.note("R8", r8[:third], "positive", "zhongben hardship applicant: closed < 3 months after filing")
+    p.note("R8", r8[third:2 * third], "positive", "zhongben hardship applicant: no asset report")
+    p.note("R8", r8[2 * third:], "positive", "zhongben hardship applicant: no consumption restriction")
 
     # --- near misses
     m = max(2, k // 2)
@@ -387,5 +398,9 @@ def plant_cases(rng: np.random.Generator, pop: pd.DataFrame, hh: pd.DataFrame,
     nm = p.choose((p.age >= 62) & (p.age < 90) & ~p.hardship(), m)
     p.victim(nm, cause="故意伤害", injury="minor", loss=0, compensated=True, assisted=False)
     p.note("R7", nm, "near_miss", "injured senior in no roster, but compensated")
+    guardians = np.isin(p.pid, st["guardian_id"].to_numpy()) & ~np.isin(p.pid, st["person_id"].to_numpy())
+    nm = p.choose(guardians & adult & ~p.hardship() & ~p.certified(), m, stay_out=True)
+    p.victim(nm, cause="交通肇事", injury="serious", compensated=False, assisted=False)
+    p.note("R5", nm, "near_miss", "a student's guardian, grave injury, uncompensated, but no R1: in no roster")
 
     return pd.DataFrame(p.planted, columns=["rule_id", "person_id", "kind", "note"])

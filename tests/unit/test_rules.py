@@ -208,24 +208,27 @@ def test_r4_wage_claimant():
     assert fired(rows, "R4") == {"zhongben", "roster"}
 
 
-def test_r5_follows_a_clue_for_a_student_with_the_education_bureaus_token():
+def test_r5_follows_a_clue_for_a_student_or_a_guardian_with_the_education_bureaus_token():
     w = World()
     victim(w, "student")
     w.add("student", "civil_affairs_dibao")
     edu = w.add("student", "education_students", role="student")
     victim(w, "guardian")
     w.add("guardian", "civil_affairs_dibao")
-    w.add("guardian", "education_students", role="guardian")  # near miss: a guardian
+    gua = w.add("guardian", "education_students", role="guardian")  # the dependant is a student
     victim(w, "no-clue", compensated=True)  # near miss: a student but no R1-R4 clue
     w.add("no-clue", "education_students", role="student")
+    victim(w, "no-clue-guardian", compensated=True)  # near miss: a guardian but no R1-R4 clue
+    w.add("no-clue-guardian", "education_students", role="guardian")
     _, rows, _ = w.run()
     r5 = [r for r in rows if r["rule_id"] == "R5"]
     assert [(r["cluster_id"], r["token"], r["receiver"], r["deliver_to"], r["clue_type"]) for r in r5] == [
+        ("guardian", gua, "education-bureau", "education-bureau", "referral"),
         ("student", edu, "education-bureau", "education-bureau", "referral")]
-    assert r5[0]["other_datasets"] == ["civil_affairs_dibao", "procuratorate_victims"]
+    assert r5[1]["other_datasets"] == ["civil_affairs_dibao", "procuratorate_victims"]
 
 
-def test_r6_women_and_minors_referred_via_the_procuratorates_tokens():
+def test_r6_women_and_minors_referred_via_the_procuratorates_or_the_courts_tokens():
     w = World()
     woman = victim(w, "woman", female=True)
     w.add("woman", "civil_affairs_dibao")
@@ -235,12 +238,19 @@ def test_r6_women_and_minors_referred_via_the_procuratorates_tokens():
     w.add("man", "civil_affairs_dibao")
     victim(w, "woman-no-clue", female=True, compensated=True)  # near miss: no clue to follow
     w.add("woman-no-clue", "civil_affairs_dibao")
+    # an R3 clue known to the court only: the court's record says female, the court carries the referral
+    court_woman = w.add("court-woman", "court_enforcement", zhongben=True, applicant=True, female=True)
+    w.add("court-woman", "civil_affairs_dibao")
+    w.add("court-man", "court_enforcement", zhongben=True, applicant=True, female=False, age_band="adult")
+    w.add("court-man", "civil_affairs_dibao")  # near miss: an adult man
     _, rows, _ = w.run()
-    assert fired(rows, "R6") == {"woman", "child"}
+    assert fired(rows, "R6") == {"woman", "child", "court-woman"}
     r6 = {r["cluster_id"]: r for r in rows if r["rule_id"] == "R6"}
     assert r6["woman"]["receiver"] == "womens-federation"
     assert r6["woman"]["deliver_to"] == "county-procuratorate"
     assert r6["woman"]["token"] == woman
+    assert (r6["court-woman"]["receiver"], r6["court-woman"]["deliver_to"], r6["court-woman"]["token"]) == (
+        "womens-federation", "county-court", court_woman)
 
 
 def test_r7_severely_disabled_or_elderly_victim_absent_from_both_rosters():
