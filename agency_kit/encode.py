@@ -10,6 +10,25 @@ Parquet file; the package is then sealed from that file in authenticated
 chunks.  Writes are atomic: the package, the vault and the rejects report
 appear together at the end of a successful run, or not at all.
 
+Speed.  ``workers`` is the number of processes, this one included: it reads
+the file, writes the outputs and encodes a chunk itself whenever the pool's
+oldest chunk is not back yet (so each process takes the share it has time
+for).  Chunks travel to the pool as compact Arrow tables.  Each process keeps,
+for the run only, a cache of keyed-hash results (:class:`linkage.encode.EncodeCache`:
+a name bigram under the same birth-year salt is hashed once per run, not once
+per chunk; at most 24 MiB) and of normalised addresses
+(:func:`linkage.normalise.memo_scope`); both hold values derived from the
+data and the secret and are dropped when the run ends (``_WORKER`` is
+cleared; the pool's processes exit).  Tokens are drawn fresh for every run.
+
+Peak memory, per process: the libraries (~250 MB resident, counted again in
+every process that maps them), the caches (<= 24 MiB + the distinct addresses),
+one chunk being encoded (~100-150 MB at 25,000 rows; the CLI's default is
+20,000), up to 16 MiB of freed heap not yet handed back (:func:`_release_memory`)
+and, in this process, the CSV reader's blocks and up to two results of each
+kind waiting to be written -- fixed by the chunk size and the number of
+processes, not by the file's size.
+
 Every row of the input is accounted for: ``rows_read = encoded + rejected``;
 ``flagged`` counts encoded rows with at least one per-cell problem (an ID that
 fails its check digit is flagged and still encoded as digits, so a typo can
@@ -81,6 +100,9 @@ class EncodeOutputs:
 # -- the per-chunk work (runs in worker processes) ---------------------------------------------
 
 _WORKER: dict[str, Any] = {}
+# per process, for the peak of the process tree (linkage._bits.memo: 7.0 HMAC calls a row with 32 MiB,
+# 8.1 with 16 MiB, measured by the helper who wrote it)
+_CACHE_BYTES = 24 << 20
 
 
 def _init_worker(schema: LinkageSchema, secret_bytes: bytes, mapping: Mapping, reference_date: date,
@@ -90,7 +112,7 @@ def _init_worker(schema: LinkageSchema, secret_bytes: bytes, mapping: Mapping, r
     the run (the pool's processes end with it; the main process clears it in _run_chunks)."""
     _WORKER.clear()
     _WORKER.update(schema=schema, secret=LinkageSecret(secret_bytes), mapping=mapping,
-                   reference_date=reference_date, cache=EncodeCache(), memo=ValueMemo(),
+                   reference_date=reference_date, cache=EncodeCache(max_bytes=_CACHE_BYTES), memo=ValueMemo(),
                    row_key_mac=None if vault_key_bytes is None else row_key_mac(vault_key_bytes))
 
 
@@ -185,6 +207,7 @@ def encode_export(
     """
     t0 = time.perf_counter()
     outputs.check_free(force)
+    _tune_allocator()
     if mapping.dataset_kind not in schema.datasets:
         raise SchemaMismatchError(f"mapping: dataset kind {mapping.dataset_kind!r} is not in schema {schema.id}")
     now = now or datetime.now(UTC)
@@ -209,11 +232,14 @@ def encode_export(
                 raw_tokens = os.urandom(16 * n)  # fresh every run: the package's only row identity
                 table = res.table.add_column(0, "token", _token_array(raw_tokens, n))
                 if writer is None:
-                    # dictionary pages only for the attributes (few distinct values); encodings
-                    # and tokens are all distinct, where trying a dictionary only costs time
+                    # dictionary pages and min/max statistics only where they can serve: the
+                    # attributes (few distinct values) and the integer keys; filters and tokens
+                    # are random bytes, where both only cost time
+                    names = table.schema.names
                     writer = pq.ParquetWriter(
                         tmp_parquet, table.schema, compression="zstd",
-                        use_dictionary=[c for c in table.schema.names if c.startswith("attr_")] or False)
+                        use_dictionary=[c for c in names if c.startswith("attr_")] or False,
+                        write_statistics=[c for c in names if c.startswith(("attr_", "eh_", "bk_"))] or False)
                 writer.write_table(table)
                 del table
                 vault.add_records(raw_tokens, (res.kept_offsets + res.first_row).tolist(), res.row_key_digests)
@@ -283,27 +309,69 @@ def _token_array(raw: bytes, n: int) -> pa.Array:
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(hexed))
 
 
-def _release_memory() -> None:
-    """Hand freed heap back to the operating system (glibc only; a no-op elsewhere).
-
-    A chunk's many small strings leave the heap fragmented; without this the
-    resident size of a long run creeps up chunk after chunk.
-    """
-    trim = _MALLOC_TRIM.get("fn", False)
-    if trim is False:
+def _libc() -> Any:
+    """glibc through ctypes, or None (another C library: the tuning below is skipped)."""
+    if "libc" not in _LIBC:
         try:
             import ctypes
 
-            trim = ctypes.CDLL("libc.so.6").malloc_trim
+            libc = ctypes.CDLL("libc.so.6")
+            libc.malloc_trim, libc.mallopt  # noqa: B018 - both must exist
         except (OSError, AttributeError):
-            trim = None
-        _MALLOC_TRIM["fn"] = trim
-    if trim is not None:
-        trim(0)
+            libc = None
+        _LIBC["libc"] = libc
+    return _LIBC["libc"]
+
+
+_LIBC: dict[str, Any] = {}
+_M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8
+_MMAP_THRESHOLD = 4 << 20
+_TRIM_SLACK = 16 << 20
+
+
+def _tune_allocator() -> None:
+    """Keep the C heap from holding on to what a chunk freed (glibc only; inherited by the
+    pool's forked processes).  Blocks of 4 MiB and more (file blocks, a chunk's larger
+    arrays) are mapped and unmapped rather than carved from the heap -- glibc otherwise
+    raises that threshold as big blocks are freed, and the heap keeps the holes -- and the
+    threads Arrow reads with share two arenas instead of one each.  (At 1 MiB, every
+    chunk's many 1-4 MiB arrays were mapped and faulted in afresh: measured 1 s of system
+    time per 200,000 rows more for no less memory.)"""
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+        libc.mallopt(_M_ARENA_MAX, 2)
+
+
+def _resident_bytes() -> int:
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):  # not Linux: always release
+        return 1 << 62
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_RELEASED: dict[str, int] = {}
+
+
+def _release_memory() -> None:
+    """Hand freed heap back to the operating system (glibc only; a no-op elsewhere) once
+    this process's resident size is ``_TRIM_SLACK`` above what it was after the last
+    release.
+
+    A chunk's many small strings leave the heap fragmented; without this the
+    resident size of a long run creeps up chunk after chunk.  Releasing after every
+    chunk instead costs the next chunk its page faults again (measured: 0.6 s of
+    system time per 200,000 rows); the slack bounds the creep all the same.
+    """
+    if _resident_bytes() < _RELEASED.get("after", -1) + _TRIM_SLACK:
+        return
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
     pa.default_memory_pool().release_unused()  # Arrow's allocator (mimalloc/jemalloc) keeps freed pages too
-
-
-_MALLOC_TRIM: dict[str, Any] = {}
+    _RELEASED["after"] = _resident_bytes()
 
 
 def _encode_chunk_job(chunk: Chunk) -> ChunkResult:
@@ -313,21 +381,46 @@ def _encode_chunk_job(chunk: Chunk) -> ChunkResult:
         _release_memory()
 
 
+def _warm_up(schema: LinkageSchema) -> None:
+    """Load, in this process, what every chunk needs -- the compiled bit kernels (every
+    strategy), the pinyin and traditional-to-simplified tables -- by encoding one made-up
+    record, before the pool's processes are forked: they inherit it (about a second of
+    CPU and 50 MB each) instead of loading it again.  A throw-away secret and cache:
+    nothing of the run is touched, and nothing of it is kept."""
+    from linkage._bits import kernels
+
+    made_up = {"chinese_name": "测试", "pinyin": "ce shi", "id_number": "110101199003070011",
+               "date": "1990-03-07", "year": "1990", "sex": "M", "phone": "13800000000",
+               "address": "测试路1号", "region_code": "110101", "text": "x", "digits": "1"}
+    frame = pd.DataFrame({f.name: [made_up.get(f.normaliser)] * 2 for f in schema.fields}, dtype=object)
+    normalised, _ = normalise_records(frame, schema)
+    throwaway = LinkageSecret(bytes(32))
+    saved = kernels.FORCE_STRATEGY
+    try:
+        for strategy in ("bits", "units", "tokens"):
+            kernels.FORCE_STRATEGY = strategy
+            encode_records(normalised, schema, throwaway, cache=EncodeCache())
+    finally:
+        kernels.FORCE_STRATEGY = saved
+
+
 def _run_chunks(input_path: Path, mapping: Mapping, schema: LinkageSchema, secret: LinkageSecret,
                 encoding: str | None, sheet: str | None, chunk_rows: int, workers: int,
                 reference_date: date, vault_key: bytes | None = None) -> Iterator[ChunkResult]:
     """Encoded chunks in file order; this process's run state (the secret, the
     caches) is dropped when the run ends, however it ends."""
+    chunks = iter_chunks(input_path, columns_needed=mapping.source_columns, encoding=encoding or mapping.encoding,
+                         sheet=sheet or mapping.sheet, chunk_rows=chunk_rows, file_type=mapping.file_type)
     try:
-        yield from _schedule_chunks(input_path, mapping, schema, secret, encoding, sheet, chunk_rows, workers,
-                                    reference_date, vault_key)
+        yield from _schedule_chunks(chunks, schema, secret, mapping, chunk_rows, workers, reference_date, vault_key)
     finally:
+        chunks.close()  # the reader (and its I/O thread) stops here, whatever happened
         _WORKER.clear()
 
 
-def _schedule_chunks(input_path: Path, mapping: Mapping, schema: LinkageSchema, secret: LinkageSecret,
-                     encoding: str | None, sheet: str | None, chunk_rows: int, workers: int,
-                     reference_date: date, vault_key: bytes | None) -> Iterator[ChunkResult]:
+def _schedule_chunks(chunks: Iterator[Chunk], schema: LinkageSchema, secret: LinkageSecret, mapping: Mapping,
+                     chunk_rows: int, workers: int, reference_date: date,
+                     vault_key: bytes | None) -> Iterator[ChunkResult]:
     """Encoded chunks in file order.
 
     With ``workers > 1`` this process is one of the workers: ``workers - 1``
@@ -337,8 +430,6 @@ def _schedule_chunks(input_path: Path, mapping: Mapping, schema: LinkageSchema, 
     The share of chunks each process takes so follows how fast it is; memory
     stays bounded by a few chunks per process.
     """
-    chunks = iter_chunks(input_path, columns_needed=mapping.source_columns, encoding=encoding or mapping.encoding,
-                         sheet=sheet or mapping.sheet, chunk_rows=chunk_rows, file_type=mapping.file_type)
     init_args = (schema, bytes(secret.value), mapping, reference_date, vault_key)
     first = next(chunks, None)
     if first is None:
@@ -349,9 +440,8 @@ def _schedule_chunks(input_path: Path, mapping: Mapping, schema: LinkageSchema, 
         for chunk in itertools.chain((first,), chunks):
             yield _encode_chunk_job(chunk)
         return
+    _warm_up(schema)
     _init_worker(*init_args)
-    # the pool's processes start (fork) at the first submit, right away, and load what they
-    # need (compiled kernels, tables) while this one does the same on its first chunk
     pool = ProcessPoolExecutor(max_workers=workers - 1, initializer=_init_worker, initargs=init_args)
     try:
         # items in file order: ["future", Future] | ["done", ChunkResult]

@@ -46,6 +46,7 @@ from linkage.keyfile import Identity
 from linkage.package import open_package, write_package
 from linkage.roster import build_roster, roster_from_document
 
+from ._agency_e2e import describe as describe_end_to_end
 from ._agency_e2e import run_encode
 from ._common import log
 
@@ -223,10 +224,7 @@ def describe(figures: dict[str, Any]) -> str:
             f"{f['seal_table_peak_mib']} / {f['seal_file_peak_mib']} / {f['open_peak_mib']}")
     e = figures.get("end_to_end")
     if e:
-        lines.append(f"end to end (agency-kit encode, {e['workers']} workers): {e['rows']:,} CSV rows in {e['wall_s']} s = "
-                     f"{e['rows_per_s']:,.0f} rows/s; peak memory of the process tree {e['peak_rss_mib']:.0f} MiB; "
-                     f"package {e['package_mib']} MiB; {e['encoded']:,} encoded, {e['flagged']:,} flagged, "
-                     f"{e['rejected']:,} rejected")
+        lines.append(describe_end_to_end(e))
     lines.append("peak = rise of the peak resident set over the resident set just before the operation, "
                  "each operation in a fresh process (seal Table: the table is already in memory)")
     return "\n".join(lines)

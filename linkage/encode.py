@@ -506,21 +506,34 @@ def _prepare_part(part: _Part, data: _Data, salt_col: _Column | None, salt_field
     return row_value, entries
 
 
+#: Positions kept per message in the run's cache for a ``bits_per_feature`` part (whose ``k``
+#: varies with the value's length): four HMAC blocks.  A message needing more is not kept.
+_MEMO_WIDTH_PER_FEATURE = 32
+
+
 def _positions(part: _Part, data: _Data, strings: list[str], msg_tok: np.ndarray, kmax: np.ndarray, L: int,
                salts: list[str] | None = None, msg_salt: np.ndarray | None = None,
                salt_field: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`hashing.token_positions` of messages ``(salt, token)`` -- token
     ``strings[msg_tok[i]]``, salt slot ``msg_salt[i]`` (0: unsalted, ``s + 1``:
-    ``salts[s]``) -- through the run's cache where there is one.
+    ``salts[s]``), ``kmax[i]`` positions each -- through the run's cache where
+    there is one.
 
-    The cache is used for a uniform ``k`` (``bits_per_token``): every message
-    then has the same number of positions, stored as one row.
+    A message missing from the cache is hashed for whole HMAC blocks (8 words
+    each: the words past ``kmax[i]`` in its last block cost nothing more) and
+    the cache keeps as many of those positions as its row holds (``k`` for a
+    ``bits_per_token`` part, :data:`_MEMO_WIDTH_PER_FEATURE` otherwise), with
+    their number; a later message needing more than were kept is hashed again.
+    A position is word ``j`` of the message's stream mod ``L``, whatever ``k``
+    the message was hashed for, so every answer is exactly the hashing's.
     """
     key = part.key
     cache = data.cache
-    if cache is None or part.bits_per_token is None or not len(kmax) or L > 1 << 16:
+    kmax = np.asarray(kmax, dtype=np.int64)
+    m = len(kmax)
+    if cache is None or not m or L > 1 << 16:
         return hashing.token_positions(key, _messages(strings, msg_tok, salts, msg_salt), kmax, L)
-    k = int(part.bits_per_token)
+    width = int(part.bits_per_token) if part.bits_per_token is not None else _MEMO_WIDTH_PER_FEATURE
     room = cache.room
     tok_id = cache.token_ids(("tokens", part.field.name)).ids(strings, add=room)
     q = tok_id[msg_tok]
@@ -532,24 +545,59 @@ def _positions(part: _Part, data: _Data, strings: list[str], msg_tok: np.ndarray
         q = np.where(known, (s_id << 32) | q, -1)
     else:
         known = q >= 0
-    store = cache.positions(key, k, L)
+    store = cache.positions(key, width, L)
     rows = np.where(known, store.lookup(q), -1)
-    miss = np.flatnonzero(rows < 0)
-    out = np.empty((len(q), k), dtype=np.int32)
-    hit = np.flatnonzero(rows >= 0)
+    stored = rows >= 0
+    good = stored.copy()
+    good[stored] = store.have[rows[stored]] >= kmax[stored]
+    hit = np.flatnonzero(good)
+    miss = np.flatnonzero(~good)
+    ptr = np.zeros(m + 1, dtype=np.int64)
+    np.cumsum(kmax, out=ptr[1:])
+    out = np.empty(int(ptr[-1]), dtype=np.int32)
+    uniform = bool(kmax.min() == kmax.max())
     if len(hit):
-        out[hit] = store.take(rows[hit])
+        block = store.take(rows[hit])
+        if uniform:
+            vals = block[:, :int(kmax[0])]
+        else:
+            vals = block[np.arange(width) < kmax[hit][:, None]]
+        _scatter(out, ptr, kmax, hit, vals.ravel())
     if len(miss):
         m_tok = msg_tok[miss]
         m_salt = None if msg_salt is None else msg_salt[miss]
-        _, pos = hashing.token_positions(key, _messages(strings, m_tok, salts, m_salt),
-                                         np.full(len(miss), k, dtype=np.int64), L)
-        pos = pos.reshape(len(miss), k)
-        out[miss] = pos
-        keep = miss[known[miss]]
-        if room and len(keep):
-            store.add(q[keep], pos[known[miss]].astype(np.uint16))
-    return np.arange(0, len(q) * k + 1, k, dtype=np.int64), out.ravel()
+        need = kmax[miss]
+        whole = (need + 7) // 8 * 8  # whole blocks: the same HMAC calls
+        hptr, hpos = hashing.token_positions(key, _messages(strings, m_tok, salts, m_salt), whole, L)
+        lead = np.arange(len(hpos), dtype=np.int64) - np.repeat(hptr[:-1], whole) < np.repeat(need, whole)
+        _scatter(out, ptr, kmax, miss, hpos[lead])
+        keep = known[miss] & (room | stored[miss])
+        if keep.any():
+            kept = np.minimum(whole, width)
+            rows_pos = np.zeros((len(miss), width), dtype=np.uint16)
+            col = np.arange(len(hpos), dtype=np.int64) - np.repeat(hptr[:-1], whole)
+            inside = col < np.repeat(kept, whole)
+            owner = np.repeat(np.arange(len(miss), dtype=np.int64), whole)
+            rows_pos[owner[inside], col[inside]] = hpos[inside]
+            again = keep & stored[miss]  # stored with fewer positions than now needed
+            if again.any():
+                store.replace(rows[miss][again], rows_pos[again], kept[again].astype(np.uint16))
+            new = keep & ~stored[miss]
+            if new.any() and room:
+                store.add(q[miss][new], rows_pos[new], kept[new].astype(np.uint16))
+    return ptr, out
+
+
+def _scatter(out: np.ndarray, ptr: np.ndarray, kmax: np.ndarray, which: np.ndarray, vals: np.ndarray) -> None:
+    """``out[ptr[i]:ptr[i] + kmax[i]] = `` message ``i``'s positions for every ``i`` of
+    ``which`` (ascending), given one after the other in ``vals``."""
+    k = kmax[which]
+    if len(which) == len(kmax):
+        out[:] = vals
+        return
+    starts = np.repeat(ptr[which], k)
+    local = np.arange(len(vals), dtype=np.int64) - np.repeat(np.cumsum(k) - k, k)
+    out[starts + local] = vals
 
 
 def _messages(strings: list[str], msg_tok: np.ndarray, salts: list[str] | None,
@@ -568,7 +616,7 @@ def _validity(data: _Data, field: FieldSpec) -> pa.Array:
     valid = col.codes >= 0
     ok = np.zeros(len(col.uniques) + 1, dtype=bool)  # + 1: all-missing column
     if len(col.uniques):
-        ok[:-1] = [p is None for p in idnumber.parse_ids(np.asarray(col.uniques, dtype=object)).problem]
+        ok[:-1] = pd.isna(idnumber.id_problems(np.asarray(col.uniques, dtype=object)))
     return pa.array(ok[np.where(valid, col.codes, 0)], type=pa.bool_(), mask=~valid)
 
 

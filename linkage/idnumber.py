@@ -328,6 +328,18 @@ def _parse_block(u: np.ndarray, today_int: int) -> list[np.ndarray]:
     return out
 
 
+def id_problems(values: Sequence[object] | np.ndarray, *, today: date | None = None) -> np.ndarray:
+    """The ``problem`` column of :func:`parse_ids` alone (None where the number is valid):
+    the same checks, without formatting the derived columns."""
+    if isinstance(values, np.ndarray) and values.dtype == object and values.ndim == 1:
+        u = values
+    else:
+        u = np.empty(len(values), dtype=object)
+        u[:] = list(values)
+    today_int = _today_int(today)
+    return np.concatenate([_parse_block(u[i:i + _BLOCK], today_int)[1] for i in range(0, max(len(u), 1), _BLOCK)])
+
+
 def parse_ids(values: Sequence[object] | np.ndarray, *, today: date | None = None) -> IdBatch:
     """Clean and check many cells at once (one result per input, in order).
 

@@ -167,7 +167,7 @@ class SaltedEntries:
     ``pairs_tok`` and ``kmax`` list them in message order.
     """
 
-    DENSE_LIMIT = 1 << 26
+    DENSE_LIMIT = 1 << 21  # cells of the dense table (17 bytes each); past that, sort
 
     def __init__(self, row_value: np.ndarray, row_salt: np.ndarray, value_ptr: np.ndarray,
                  tok: np.ndarray, value_k: np.ndarray, slots: int, ntok: int) -> None:

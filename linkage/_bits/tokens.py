@@ -89,7 +89,7 @@ def _fast_ids(arr: np.ndarray, starts: np.ndarray, plen: np.ndarray, counts: np.
     nnz = int(ptr[-1])
     code = np.empty(nnz, dtype=np.int64)
     _gram_codes(alphabet[arr], starts, plen, counts, ptr, n, radix, positional, code)
-    if space <= _DENSE_LIMIT:
+    if space <= _DENSE_LIMIT and space <= 8 * nnz + (1 << 16):
         seen = np.zeros(space, dtype=bool)
         seen[code] = True
         relabel = np.cumsum(seen, dtype=np.int64) - 1
@@ -97,7 +97,13 @@ def _fast_ids(arr: np.ndarray, starts: np.ndarray, plen: np.ndarray, counts: np.
         rep = np.empty(int(relabel[-1]) + 1 if space else 0, dtype=np.int64)
         rep[ids] = np.arange(nnz, dtype=np.int64)
         return ids, rep
-    return _factorize(code)
+    # a sparse code space (a chunk's names: thousands of characters, so millions of
+    # possible bigrams): sort instead of a table the size of the space -- the same ids
+    uniques, ids = np.unique(code, return_inverse=True)
+    ids = ids.astype(np.int64, copy=False).ravel()
+    rep = np.empty(len(uniques), dtype=np.int64)
+    rep[ids] = np.arange(nnz, dtype=np.int64)
+    return ids, rep
 
 
 def exact_table(values: Sequence[str]) -> TokenTable:
