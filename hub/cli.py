@@ -13,7 +13,7 @@ from . import keys_cmd
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]},
              lazy={"rules": "hub.rules_cmd", "results": "hub.results_cmd", "report": "hub.report_cmd", "audit": "hub.audit_cmd",
-                   "purge": "hub.purge_cmd"})
+                   "privacy": "hub.privacy_cmd", "purge": "hub.purge_cmd"})
 @click.version_option(__version__, prog_name="linkage-hub")
 def cli() -> None:
     """Link agencies' encodings and turn links into clues."""

@@ -35,7 +35,8 @@ threshold and says so (``diagnostics.source``).
 Sections that other parts of the hub fill in are isolated, one function each:
 :func:`gather_bit_statistics` (filters' bit frequencies; computed here, the
 privacy lab having no statistics module yet), :func:`gather_attacks` (the
-privacy lab's attack results: not wired yet, the section says so),
+privacy lab's attacks that need only what the hub holds, run on a sample of the run's
+encodings: what each would claim; :mod:`hub.privacy`),
 :func:`gather_audit` (the audit log's chain, verified, and its head:
 :mod:`linkage.audit`).
 
@@ -552,13 +553,44 @@ def gather_bit_statistics(con: duckdb.DuckDBPyConnection, layout: RecordLayout,
     return {"source": "hub.report", "bins": BIT_FREQUENCY_BINS, "fields": fields}
 
 
-def gather_attacks(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
-    """The privacy lab's attack results on a sample of the run's filters.
+ATTACK_SAMPLE = 2000  # records of the run attacked for the report
+ATTACK_SEED = 0
 
-    Not wired yet: the privacy lab (``hub/privacy/``) is being written; until it stores results
-    this section says so instead of inventing any.
+
+def gather_attacks(con: duckdb.DuckDBPyConnection, schema: LinkageSchema, layout: RecordLayout,
+                   package_ids: Sequence[str]) -> dict[str, Any]:
+    """The attacks that need only what the hub holds, run on a sample of the run's own encodings.
+
+    :func:`hub.privacy.stats.attack_sample` (what ``linkage-hub privacy --db`` runs) on
+    ``ATTACK_SAMPLE`` records of the run's packages, drawn with a fixed seed, against the shipped
+    synthetic public frequency table (:func:`hub.privacy.stats.report_public`): frequency and
+    pattern mining on the name filters, frequency on the CLK, the keyed-hash frequency attack on
+    every keyed hash and blocking key, salt-bank linking where the schema has banks.  The hub has
+    no plaintext, so each result says how many records the attack would *claim* to re-identify
+    (``claimed``); whether claims are right (``reidentified``, ``claimed_precision``,
+    ``frequent_recovered``) is measured only in the lab (``python -m benchmarks privacy``) and
+    left null here.  The graph attack needs a plaintext reference population and is not run.
+    Counts and shares only.
     """
-    return {"status": "not_available", "results": []}
+    from .privacy.stats import REPORT_PUBLIC_PEOPLE, attack_sample, report_public, sample_store
+
+    table = sample_store(con, layout, ATTACK_SAMPLE, ATTACK_SEED, list(package_ids))
+    if table.num_rows == 0:
+        return {"status": "not_run", "results": []}
+    out = attack_sample(table, schema, public=report_public(schema), sample_size=table.num_rows,
+                        seed=ATTACK_SEED)
+    results = []
+    for column, res in out["columns"].items():
+        for attack in ("frequency", "pattern_mining", "keyed_hash", "bank_linking"):
+            r = res.get(attack)
+            if r is None:
+                continue
+            results.append({"attack": attack, "target": column, "records": int(r["attacked"]),
+                            "claimed": int(r["claimed"]), "claimed_share": _f(r["claimed_share"], 4),
+                            "reidentified": None, "claimed_precision": None, "frequent_recovered": None})
+    return {"status": "ok", "source": "hub.privacy.stats.attack_sample", "sample": int(out["sample"]),
+            "seed": ATTACK_SEED, "public_table": {"kind": "synthetic", "people": REPORT_PUBLIC_PEOPLE},
+            "results": results}
 
 
 def gather_audit(db_path: Path, roster: Roster | None = None) -> dict[str, Any]:
@@ -805,7 +837,7 @@ def gather_report(db_path: str | Path, run_id: str | None = None, *,
             "clues": gather_clues(con, run, ruleset),
             "results": results,
             "privacy": {"bit_statistics": gather_bit_statistics(con, layout, [d["package_id"] for d in datasets]),
-                        "attacks": gather_attacks(con, run)},
+                        "attacks": gather_attacks(con, schema, layout, [d["package_id"] for d in datasets])},
             "retention": gather_retention(con, row, cfg, datasets, results, when.date()),
             "audit": gather_audit(db, roster),
         }

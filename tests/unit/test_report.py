@@ -237,6 +237,41 @@ def test_bit_statistics_equal_a_direct_count(run, doc):
     assert stats["clk"]["frequency_max"] == pytest.approx(clk_bits.max() / len(clk_rows), rel=1e-3)
 
 
+def test_attacks_run_on_a_sample_of_the_runs_own_encodings(run, doc):
+    from hub.privacy.stats import bit_statistics, sample_store
+    from hub.report import ATTACK_SAMPLE
+    from hub.store import RecordLayout, read_meta
+
+    at = doc["privacy"]["attacks"]
+    assert at["status"] == "ok" and at["source"] == "hub.privacy.stats.attack_sample"
+    (records,), = q(run.db, "SELECT count(*) FROM records")
+    assert at["sample"] == min(ATTACK_SAMPLE, records)
+    got = {(r["attack"], r["target"]): r for r in at["results"]}
+    schema = load_schema("judicial-assistance")
+    # every keyed hash and blocking key, the name filters and the CLK are attacked
+    for col in [f"eh_{f.name}" for f in schema.exact_fields] + [f"bk_{b.name}" for b in schema.blocking_keys]:
+        assert ("keyed_hash", col) in got, col
+    for key in (("frequency", "bf_name"), ("pattern_mining", "bf_name"), ("frequency", "clk"),
+                ("bank_linking", "bf_name")):
+        assert key in got, key
+    for r in at["results"]:
+        assert 0 < r["records"] <= at["sample"] and 0 <= r["claimed"] <= r["records"]
+        assert r["claimed_share"] == pytest.approx(r["claimed"] / r["records"], abs=1e-4)
+        assert r["reidentified"] is None  # the hub has no plaintext: claims only
+    # the sample decodes the stored words as the report's own bit count does
+    con = duckdb.connect(str(run.db), read_only=True)
+    try:
+        meta = read_meta(con)
+        table = sample_store(con, RecordLayout.from_schema(schema, meta.lsh), sample_size=records + 1)
+    finally:
+        con.close()
+    stats = {f["field"]: f for f in doc["privacy"]["bit_statistics"]["fields"]}
+    mine = bit_statistics(table.column("bf_name"))
+    assert mine["records"] == stats["name"]["records"]
+    assert mine["frequency"]["mean"] == pytest.approx(stats["name"]["mean_fill"], rel=1e-3)
+    assert mine["frequency"]["max"] == pytest.approx(stats["name"]["frequency_max"], rel=1e-3)
+
+
 def test_filter_words_sql_and_bit_counting_on_a_literal_table():
     """Two records of package p carry a 192-bit filter (a 128-bit word and a 64-bit word); one of another
     package and one without the filter are not counted.  Position i counts bit i of the filter (the
