@@ -95,9 +95,12 @@ def ingest(reporter, db: str, roster_path: str, hub_key: str, schema_path: str |
               help="Spark master URL for --engine spark (local[N], spark://HOST:7077, yarn, k8s://...).")
 @click.option("--spark-conf", multiple=True, metavar="KEY=VALUE",
               help="A Spark setting for --engine spark (repeatable), e.g. spark.executor.memory=8g.")
+@click.option("--model", "model_in", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Score with this model (a model JSON an earlier match wrote, on either engine) instead of "
+                   "training one; only its m and u are read, the prior is estimated again.")
 def match(reporter, db: str, config_path: str | None, model_out: str | None, labels_path: str | None,
           memory_limit: str, threads: int | None, engine: str, spark_master: str,
-          spark_conf: tuple[str, ...]) -> dict:
+          spark_conf: tuple[str, ...], model_in: str | None) -> dict:
     """Link every ingested dataset with every other and within each; store pairs and clusters."""
     from .model import run_match
     from .runconfig import load_run_config
@@ -105,16 +108,28 @@ def match(reporter, db: str, config_path: str | None, model_out: str | None, lab
 
     cfg = load_run_config(config_path)
     spark_settings = parse_conf(spark_conf)
+    given = None
+    if model_in is not None:  # its numbers are checked against this schema and run in run_match
+        import json
+        from pathlib import Path
+
+        from linkage.errors import ConfigError, Problem
+
+        try:
+            given = json.loads(Path(model_in).read_text("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ConfigError("--model", [Problem("$", "not a JSON document")]) from e
     labels = None
     if labels_path is not None:
         import pyarrow.parquet as pq
 
         labels = pq.read_table(labels_path, columns=["dataset_l", "token_l", "dataset_r", "token_r"])
-    for role, path in (("database", db), ("run_config", config_path), ("labels", labels_path)):
+    for role, path in (("database", db), ("run_config", config_path), ("labels", labels_path),
+                       ("model", model_in)):
         if path is not None:
             reporter.audit_input(role, path)
     s = run_match(db, cfg, model_path=model_out, memory_limit=memory_limit, threads=threads, labels=labels,
-                  engine=engine, spark_master=spark_master, spark_conf=spark_settings)
+                  engine=engine, spark_master=spark_master, spark_conf=spark_settings, model=given)
     reporter.audit_output("database", db)
     if s.model_path:
         reporter.audit_output("model", s.model_path)

@@ -4,6 +4,14 @@ Every record of the run gets a cluster (a record with no link is its own
 cluster), so the rules engine can ask "which datasets is this person in"
 with one join.  Cluster ids are ``c<rid>`` of a member record: opaque to
 everyone, stable within a run, meaningless across runs.
+
+Both engines run Splink's connected components (``solve_connected_components``,
+links at ``match_probability >= p`` of the threshold weight; a cluster is named
+by its smallest ``rid``).  The DuckDB engine calls it through the linker
+(:func:`cluster_links`), which also joins every input column back onto the
+result; the Spark engine calls it on the nodes and edges alone
+(:func:`cluster_nodes`), because on Spark that join back -- every word of every
+filter, for every record -- costs more than the clustering itself.
 """
 
 from __future__ import annotations
@@ -19,6 +27,18 @@ def cluster_links(linker: Any, db_api: Any, scored: str, threshold_weight: float
     sdf = db_api.register(scored, table_name=f"{scored}_for_clustering")
     clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
         sdf, threshold_match_weight=threshold_weight)
+    return clusters.physical_name
+
+
+def cluster_nodes(db_api: Any, nodes: str, scored: str, threshold_weight: float) -> str:
+    """Input: table ``nodes(rid)`` (every record of the run) and table ``scored(rid_l, rid_r,
+    match_weight, match_probability)``.  Output: the name of a table ``(rid, cluster_id)`` with every node."""
+    from splink.clustering import cluster_pairwise_predictions_at_threshold
+
+    clusters = cluster_pairwise_predictions_at_threshold(
+        db_api.register(nodes, table_name=f"{nodes}_for_clustering"),
+        db_api.register(scored, table_name=f"{scored}_for_clustering"),
+        db_api, node_id_column_name="rid", threshold_match_weight=threshold_weight)
     return clusters.physical_name
 
 

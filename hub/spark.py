@@ -137,8 +137,12 @@ def similarity_jar() -> Path:
     return p
 
 
+JAVA_OPTIONS = ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions")
+
+
 def session_config(master: str, scratch: Path, conf: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Every Spark setting of the hub's session (``conf`` overrides any of them)."""
+    """Every Spark setting of the hub's session.  ``conf`` overrides any of them, except that JVM
+    options given for the driver or executors are added to the hub's (the log configuration)."""
     log4j = scratch / "log4j2.properties"
     out = {
         "spark.master": master,
@@ -157,7 +161,8 @@ def session_config(master: str, scratch: Path, conf: Mapping[str, str] | None = 
         out.update({"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1",
                     "spark.local.dir": str(scratch / "local"),
                     "spark.sql.shuffle.partitions": parts, "spark.default.parallelism": parts})
-    out.update(conf or {})
+    for k, v in (conf or {}).items():
+        out[k] = f"{v} {out[k]}" if k in JAVA_OPTIONS else v
     return out
 
 
@@ -269,7 +274,14 @@ def read_parquet_view(session: Any, path: Path, view: str, columns: list[str] | 
     df.createOrReplaceTempView(view)
 
 
-def write_parquet(session: Any, table: str, columns: list[str], path: Path) -> Path:
-    """Write ``columns`` of the Spark table or view ``table`` to the Parquet directory ``path``."""
-    session.table(table).select(*columns).write.mode("overwrite").parquet(path.as_uri())
+def write_parquet(session: Any, table: str, columns: list[str], path: Path,
+                  at_least: tuple[str, float] | None = None) -> Path:
+    """Write ``columns`` of the Spark table or view ``table`` to the Parquet directory ``path``; with
+    ``at_least=(column, value)`` only the rows whose ``column`` is at least ``value``."""
+    from pyspark.sql import functions as F
+
+    df = session.table(table)
+    if at_least is not None:
+        df = df.where(F.col(at_least[0]) >= F.lit(float(at_least[1])))
+    df.select(*columns).write.mode("overwrite").parquet(path.as_uri())
     return path
