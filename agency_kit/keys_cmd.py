@@ -161,6 +161,18 @@ def change_passphrase_command(reporter: Reporter, key: str, passphrase_env: str 
     return {"path": key, "kind": info.kind, "mode": _mode(key), "changed": True}
 
 
+def register_passphrase(cli: click.Group, key_help: str) -> None:
+    """Add ``passphrase`` (change a key file's passphrase) to ``agency-kit`` or ``linkage-hub``."""
+
+    @aidlink_command(cli, "passphrase")
+    @click.option("--key", required=True, type=click.Path(exists=True, dir_okay=False), help=key_help)
+    @passphrase_option
+    @new_passphrase_option
+    def passphrase(reporter, key, passphrase_env, new_passphrase_env):
+        """Change a key file's passphrase (the key itself stays the same)."""
+        return change_passphrase_command(reporter, key, passphrase_env, new_passphrase_env)
+
+
 def force_option(fn: Callable) -> Callable:
     return click.option("--force", is_flag=True, help="Replace existing output files.")(fn)
 
@@ -394,14 +406,7 @@ def register(cli: click.Group) -> None:
         """Show what a key file holds -- key-check value or public keys -- never a secret."""
         return _key_info(reporter, key, no_passphrase, passphrase_env)
 
-    @aidlink_command(cli, "passphrase")
-    @click.option("--key", required=True, type=click.Path(exists=True, dir_okay=False),
-                  help="The key file (linkage secret or identity) whose passphrase to change.")
-    @passphrase_option
-    @new_passphrase_option
-    def passphrase(reporter, key, passphrase_env, new_passphrase_env):
-        """Change a key file's passphrase (the key itself stays the same)."""
-        return change_passphrase_command(reporter, key, passphrase_env, new_passphrase_env)
+    register_passphrase(cli, "The key file (linkage secret or identity) whose passphrase to change.")
 
     @aidlink_command(cli, "roster-build")
     @click.option("--federation", required=True, help="The federation's id.")

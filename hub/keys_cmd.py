@@ -13,10 +13,9 @@ import click
 
 from agency_kit.clitools import aidlink_command
 from agency_kit.keys_cmd import (
-    change_passphrase_command,
     force_option,
-    new_passphrase_option,
     passphrase_option,
+    register_passphrase,
     write_new_identity,
 )
 
@@ -38,11 +37,4 @@ def register(cli: click.Group) -> None:
         return write_new_identity(reporter, role="hub", party_id=hub_id, out_dir=out_dir, pq=pq, force=force,
                                   passphrase_env=passphrase_env, operator=operator)
 
-    @aidlink_command(cli, "passphrase")
-    @click.option("--key", required=True, type=click.Path(exists=True, dir_okay=False),
-                  help="The hub's identity key file whose passphrase to change.")
-    @passphrase_option
-    @new_passphrase_option
-    def passphrase(reporter, key, passphrase_env, new_passphrase_env):
-        """Change the hub key file's passphrase (the keys themselves stay the same)."""
-        return change_passphrase_command(reporter, key, passphrase_env, new_passphrase_env)
+    register_passphrase(cli, "The hub's identity key file whose passphrase to change.")

@@ -37,28 +37,32 @@ def _rows() -> list[dict]:
             dict(base, name="另一人", name_pinyin="ling yi ren", birth_year="1990")]  # D: other name
 
 
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory):
+def _ingested(rows: list[dict], db, seed: int):
+    """``rows`` encoded, ingested into ``db`` and attached read-only to a fresh connection, with every
+    pair of records blocked (table ``blocked``; rids 1.. in row order): (schema, layout, connection)."""
     schema = load_schema("judicial-assistance")
-    df = pd.DataFrame(_rows(), dtype=object)[list(schema.field_names)].astype(object)
-    table = encode_records(df, schema, SECRET, np.random.default_rng(7))
+    df = pd.DataFrame(rows, dtype=object)[list(schema.field_names)].astype(object)
+    table = encode_records(df, schema, SECRET, np.random.default_rng(seed))
     table = table.add_column(0, "token", pa.array([secrets.token_hex(16) for _ in range(len(df))]))
     m = {"version": 1, "package_id": secrets.token_hex(16), "direction": "to_hub", "agency": "a", "sender": "a",
          "recipient": "hub", "dataset": "victims", "dataset_kind": "procuratorate_victims",
          "schema_id": schema.id, "schema_fingerprint": schema.fingerprint,
          "key_check_value": SECRET.key_check_value(), "content_sha256": hashlib.sha256(b"x").hexdigest(),
          "row_count": table.num_rows}
-    db = tmp_path_factory.mktemp("bank") / "hub.duckdb"
     ingest_opened(db, [SimpleNamespace(manifest=m, table=table)], schema=schema, write_parquet=False)
     c = connect(db, read_only=True)
     layout = RecordLayout.from_schema(schema, read_meta(c).lsh)
     c.close()
     con = duckdb.connect()
     con.execute("ATTACH ? AS hub (READ_ONLY)", [str(db)])
-    # every pair blocked (rids 1..4 in row order)
     con.execute("CREATE TABLE blocked AS SELECT '0' AS match_key, a.rid AS join_key_l, b.rid AS join_key_r"
                 " FROM hub.records a JOIN hub.records b ON a.rid < b.rid")
     return schema, layout, con
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    return _ingested(_rows(), tmp_path_factory.mktemp("bank") / "hub.duckdb", 7)
 
 
 def test_the_bank_is_stored_slot_by_slot(hub):
@@ -162,26 +166,9 @@ def test_bank_levels_get_u_from_sampled_bank_pairs_and_m_from_their_twins(hub):
 def test_two_banks_of_one_name_are_compared_through_two_stand_ins(tmp_path):
     """B and E have no year and the same name: a slot of each holds the same filter, so the pair is
     scored (stand-in of B, stand-in of E); F, another name without a year, shares no slot with B."""
-    schema = load_schema("judicial-assistance")
     rows = [dict(_rows()[1]), dict(_rows()[1], address="另一个村2组"),
             dict(_rows()[1], name="另一人", name_pinyin="ling yi ren")]  # B, E, F: all banks
-    df = pd.DataFrame(rows, dtype=object)[list(schema.field_names)].astype(object)
-    table = encode_records(df, schema, SECRET, np.random.default_rng(9))
-    table = table.add_column(0, "token", pa.array([secrets.token_hex(16) for _ in rows]))
-    m = {"version": 1, "package_id": secrets.token_hex(16), "direction": "to_hub", "agency": "a", "sender": "a",
-         "recipient": "hub", "dataset": "victims", "dataset_kind": "procuratorate_victims",
-         "schema_id": schema.id, "schema_fingerprint": schema.fingerprint,
-         "key_check_value": SECRET.key_check_value(), "content_sha256": hashlib.sha256(b"x").hexdigest(),
-         "row_count": table.num_rows}
-    db = tmp_path / "hub.duckdb"
-    ingest_opened(db, [SimpleNamespace(manifest=m, table=table)], schema=schema, write_parquet=False)
-    c = connect(db, read_only=True)
-    layout = RecordLayout.from_schema(schema, read_meta(c).lsh)
-    c.close()
-    con = duckdb.connect()
-    con.execute("ATTACH ? AS hub (READ_ONLY)", [str(db)])
-    con.execute("CREATE TABLE blocked AS SELECT '0' AS match_key, a.rid AS join_key_l, b.rid AS join_key_r"
-                " FROM hub.records a JOIN hub.records b ON a.rid < b.rid")
+    schema, layout, con = _ingested(rows, tmp_path / "hub.duckdb", 9)
     pairs, n = saltbank.resolve_salt_banks(con, layout, "blocked", input_columns(schema, layout, []))
     best = con.execute(f"SELECT join_key_l, join_key_r, bank_rid, slot_name, slot_name_pinyin"
                        f" FROM {saltbank.BEST_SLOTS} ORDER BY 1, 2, 3").fetchall()
