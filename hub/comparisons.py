@@ -148,6 +148,14 @@ def comparison_columns(field: FieldSpec, layout: RecordLayout) -> tuple[str, ...
     return tuple(cols)
 
 
+def identity_levels(field: FieldSpec) -> list[dict[str, Any]]:
+    """The levels that say "the same value" or "certainly another": exact (keyed hash), then
+    :func:`validity_levels`; for the primary field of a two-field comparison (no term frequencies)."""
+    exact = ([{"sql_condition": exact_sql(f"eh_{field.name}"), "label_for_charts": "exact (keyed hash)"}]
+             if field.exact_hash else [])
+    return exact + validity_levels(field)
+
+
 def validity_levels(field: FieldSpec) -> list[dict[str, Any]]:
     """The level "both values pass their check" for a field with a validity flag (placed after the
     exact level, so the values differ): two different ID numbers that both pass the check character
@@ -302,9 +310,7 @@ def fallback_comparison(primary: FieldSpec, fallback: FieldSpec, layout: RecordL
     p, f = layout.filter(primary.name), layout.filter(fallback.name)
     null = f"CAST({filter_null_sql(p)} AS INTEGER) * 2 + CAST({filter_null_sql(f)} AS INTEGER) >= 2"
     levels: list[dict[str, Any]] = [{"sql_condition": null, "label_for_charts": "null", "is_null_level": True}]
-    if primary.exact_hash:
-        levels.append({"sql_condition": exact_sql(f"eh_{primary.name}"), "label_for_charts": "exact (keyed hash)"})
-    levels += validity_levels(primary)
+    levels += identity_levels(primary)
     for t in dice_levels:
         levels.append({"sql_condition": dice_at_least_sql(p, t), "label_for_charts": f"Dice >= {t:g}"})
         levels.append({"sql_condition": dice_at_least_sql(f, t),
@@ -328,9 +334,7 @@ def guarded_fallback_comparison(primary: FieldSpec, fallback: FieldSpec, layout:
     p, f = layout.filter(primary.name), layout.filter(fallback.name)
     null = f"CAST({filter_null_sql(p)} AS INTEGER) + CAST({filter_null_sql(f)} AS INTEGER) >= 2"
     levels: list[dict[str, Any]] = [{"sql_condition": null, "label_for_charts": "null", "is_null_level": True}]
-    if primary.exact_hash:
-        levels.append({"sql_condition": exact_sql(f"eh_{primary.name}"), "label_for_charts": "exact (keyed hash)"})
-    levels += validity_levels(primary)
+    levels += identity_levels(primary)
     for t in dice_levels:
         levels.append({"sql_condition": dice_at_least_sql(p, t), "label_for_charts": f"Dice >= {t:g}"})
     levels.append({"sql_condition": f"NOT ({filter_null_sql(p)})", "label_for_charts": "else"})
