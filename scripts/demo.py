@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             if not s.get("revealed"):
                 continue
             clue_files[name] = s["outputs"]["xlsx"]
-            truth_name = name if name in meta["datasets"] else d["kind"]
+            truth_name = name  # the truth lists rows per dataset (the guardians' rows apart from the students')
             with open(csv_target, encoding="utf-8-sig") as f:
                 for row in csv.DictReader(f):
                     revealed.append((row["规则编号"], truth_name, int(row["源文件行号"])))
