@@ -85,10 +85,12 @@ def prepare(target: int, out: Path, secret_bytes: bytes) -> dict[str, Any]:
                 normalised, _ = normalise_records(fields, schema)
                 table = encode_records(normalised, schema, secret)
                 table = table.add_column(0, "token", pa.array([rng.bytes(16).hex() for _ in range(len(frame))]))
-                plain = pa.Table.from_pandas(
-                    normalised[PLAIN_COLUMNS].astype(object).where(normalised[PLAIN_COLUMNS].notna(), None)
-                    .map(lambda v: None if v is None else str(v)), preserve_index=False)
-                plain = plain.append_column("dataset", pa.array([ds] * len(frame)))
+                values = normalised[PLAIN_COLUMNS].astype(object).where(normalised[PLAIN_COLUMNS].notna(), None)
+                # every column typed string (an all-empty column would otherwise be typed null in one
+                # county and string in the next, and the Parquet writer refuses the second)
+                plain = pa.table({c: pa.array([None if v is None else str(v) for v in values[c]], pa.string())
+                                  for c in PLAIN_COLUMNS})
+                plain = plain.append_column("dataset", pa.array([ds] * len(frame), pa.string()))
                 if ds not in writers:
                     writers[ds] = (pq.ParquetWriter(out / f"{ds}.enc.parquet", table.schema),
                                    pq.ParquetWriter(out / f"{ds}.plain.parquet", plain.schema))
@@ -110,23 +112,17 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def hub_job(data: str, secret_bytes: bytes) -> dict[str, Any]:
-    """Child process: ingest the seven datasets and match with the default configuration."""
-    from hub.ingest import ingest_opened
-    from hub.model import run_match
-    from hub.runconfig import RunConfig
+def opened_packages(data: Path, secret_bytes: bytes) -> list[SimpleNamespace]:
+    """The prepared datasets in ``data`` as ingest takes opened packages (manifest + table), under
+    the judicial-assistance schema and the key-check value of ``secret_bytes``."""
     from linkage.keys import LinkageSecret
     from linkage.schema import load_schema
 
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("aidlink").setLevel(logging.INFO)
-    d = Path(data)
     schema = load_schema("judicial-assistance")
     kcv = LinkageSecret(secret_bytes).key_check_value()
-    t0 = time.perf_counter()
     opened = []
     for ds in DATASETS:
-        p = d / f"{ds}.enc.parquet"
+        p = data / f"{ds}.enc.parquet"
         if not p.exists():
             continue
         table = pq.read_table(p)
@@ -135,6 +131,20 @@ def hub_job(data: str, secret_bytes: bytes) -> dict[str, Any]:
              "schema_fingerprint": schema.fingerprint, "key_check_value": kcv,
              "content_sha256": hashlib.sha256(ds.encode()).hexdigest(), "row_count": table.num_rows}
         opened.append(SimpleNamespace(manifest=m, table=table))
+    return opened
+
+
+def hub_job(data: str, secret_bytes: bytes) -> dict[str, Any]:
+    """Child process: ingest the seven datasets and match with the default configuration."""
+    from hub.ingest import ingest_opened
+    from hub.model import run_match
+    from hub.runconfig import RunConfig
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("aidlink").setLevel(logging.INFO)
+    d = Path(data)
+    t0 = time.perf_counter()
+    opened = opened_packages(d, secret_bytes)
     db = d / "hub.duckdb"
     summary = ingest_opened(db, opened, now=None)
     del opened

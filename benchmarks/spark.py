@@ -50,7 +50,6 @@ with and without the session start-up.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -62,14 +61,11 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
-
-import pyarrow.parquet as pq
 
 from ._agency_e2e import _memory_kib, _tree_pids
 from ._common import log
-from .scale import DATASETS, prepare
+from .scale import opened_packages, prepare
 
 QUICK_SIZE = 10_000
 FULL_SIZES = (100_000, 300_000, 1_000_000)
@@ -136,23 +132,9 @@ class TreeSampler:
 def ingest_job(data: str, db: str, secret_bytes: bytes) -> dict[str, Any]:
     """Ingest the prepared datasets (as the scale benchmark does)."""
     from hub.ingest import ingest_opened
-    from linkage.keys import LinkageSecret
-    from linkage.schema import load_schema
 
-    schema = load_schema("judicial-assistance")
-    kcv = LinkageSecret(secret_bytes).key_check_value()
     t0 = time.perf_counter()
-    opened = []
-    for ds in DATASETS:
-        p = Path(data) / f"{ds}.enc.parquet"
-        if not p.exists():
-            continue
-        table = pq.read_table(p)
-        m = {"version": 1, "package_id": secrets.token_hex(16), "direction": "to_hub", "agency": ds, "sender": ds,
-             "recipient": "hub", "dataset": ds, "dataset_kind": ds, "schema_id": schema.id,
-             "schema_fingerprint": schema.fingerprint, "key_check_value": kcv,
-             "content_sha256": hashlib.sha256(ds.encode()).hexdigest(), "row_count": table.num_rows}
-        opened.append(SimpleNamespace(manifest=m, table=table))
+    opened = opened_packages(Path(data), secret_bytes)
     s = ingest_opened(db, opened, now=None)
     return {"records": s.records_total, "ingest_seconds": round(time.perf_counter() - t0, 1)}
 

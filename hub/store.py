@@ -326,6 +326,24 @@ def count_duplicate_tokens_sql(staging: str) -> str:
             f" ON r.dataset = s.dataset AND r.token = s.token")
 
 
+def bigint_halves_sql(f: FilterColumns, table_alias: str = "") -> list[str]:
+    """Expressions splitting each HUGEINT word of filter ``f`` (columns prefixed ``table_alias``) into
+    signed BIGINT words ``bf_<f>_w<2i>``, ``bf_<f>_w<2i+1>`` (a short last word gives one)."""
+    parts = []
+    for i, w in enumerate(f.words):
+        c = f"{table_alias}{q(w)}"
+        if f.word_bits(i) == WORD_BITS:
+            parts.append(f"CAST({c} >> 64 AS BIGINT) AS {q(f'{f.source}_w{2 * i}')}")
+            parts.append(f"CAST(CAST({c} & CAST(9223372036854775807 AS HUGEINT) AS BIGINT)"
+                         f" | (CASE WHEN ({c} >> 63) & 1 = 1 THEN CAST(-9223372036854775808 AS BIGINT)"
+                         f" ELSE CAST(0 AS BIGINT) END) AS BIGINT) AS {q(f'{f.source}_w{2 * i + 1}')}")
+        else:
+            parts.append(f"CAST(CASE WHEN {c} >= CAST(9223372036854775808 AS HUGEINT)"
+                         f" THEN {c} - CAST(18446744073709551616 AS HUGEINT) ELSE {c} END AS BIGINT)"
+                         f" AS {q(f'{f.source}_w{2 * i}')}")
+    return parts
+
+
 def parquet_export_sql(layout: RecordLayout) -> str:
     """Input: ``records``.  Output: a query of ``records`` with every HUGEINT word split into two
     signed BIGINT words ``bf_<f>_w<2i>``, ``bf_<f>_w<2i+1>`` (Parquet has no HUGEINT)."""
@@ -334,16 +352,7 @@ def parquet_export_sql(layout: RecordLayout) -> str:
         if typ != "HUGEINT":
             parts.append(q(name))
     for f in layout.filters:
-        for i, w in enumerate(f.words):
-            if f.word_bits(i) == WORD_BITS:
-                parts.append(f"CAST({q(w)} >> 64 AS BIGINT) AS {q(f'{f.source}_w{2 * i}')}")
-                parts.append(f"CAST(CAST({q(w)} & CAST(9223372036854775807 AS HUGEINT) AS BIGINT)"
-                             f" | (CASE WHEN ({q(w)} >> 63) & 1 = 1 THEN CAST(-9223372036854775808 AS BIGINT)"
-                             f" ELSE CAST(0 AS BIGINT) END) AS BIGINT) AS {q(f'{f.source}_w{2 * i + 1}')}")
-            else:
-                parts.append(f"CAST(CASE WHEN {q(w)} >= CAST(9223372036854775808 AS HUGEINT)"
-                             f" THEN {q(w)} - CAST(18446744073709551616 AS HUGEINT) ELSE {q(w)} END AS BIGINT)"
-                             f" AS {q(f'{f.source}_w{2 * i}')}")
+        parts += bigint_halves_sql(f)
     return f"SELECT {', '.join(parts)} FROM records ORDER BY rid"
 
 

@@ -328,14 +328,19 @@ def _parse_block(u: np.ndarray, today_int: int) -> list[np.ndarray]:
     return out
 
 
+def _object_array(values: Sequence[object] | np.ndarray) -> np.ndarray:
+    """``values`` as a 1-D object array (no copy when it already is one)."""
+    if isinstance(values, np.ndarray) and values.dtype == object and values.ndim == 1:
+        return values
+    u = np.empty(len(values), dtype=object)
+    u[:] = list(values)
+    return u
+
+
 def id_problems(values: Sequence[object] | np.ndarray, *, today: date | None = None) -> np.ndarray:
     """The ``problem`` column of :func:`parse_ids` alone (None where the number is valid):
     the same checks, without formatting the derived columns."""
-    if isinstance(values, np.ndarray) and values.dtype == object and values.ndim == 1:
-        u = values
-    else:
-        u = np.empty(len(values), dtype=object)
-        u[:] = list(values)
+    u = _object_array(values)
     today_int = _today_int(today)
     return np.concatenate([_parse_block(u[i:i + _BLOCK], today_int)[1] for i in range(0, max(len(u), 1), _BLOCK)])
 
@@ -346,11 +351,7 @@ def parse_ids(values: Sequence[object] | np.ndarray, *, today: date | None = Non
     Plain 18-character ASCII numbers go through numpy without a Python loop;
     everything else is cleaned once per distinct value, then checked the same way.
     """
-    if isinstance(values, np.ndarray) and values.dtype == object and values.ndim == 1:
-        u = values
-    else:
-        u = np.empty(len(values), dtype=object)
-        u[:] = list(values)
+    u = _object_array(values)
     today_int = _today_int(today)
     parts = [_parse_block(u[i:i + _BLOCK], today_int) for i in range(0, max(len(u), 1), _BLOCK)]
     cols = [np.concatenate([p[k] for p in parts]) for k in range(_N_COLS)]

@@ -245,35 +245,15 @@ def _summary(g: attacks.Guesses, target: Target, scored: np.ndarray | None) -> d
 # --------------------------------------------------------------------------- the hub's own records
 
 
-def _split_word_sql(f, table_alias: str = "") -> list[str]:
-    """Expressions splitting each HUGEINT word of filter ``f`` into signed BIGINT halves named
-    ``bf_<f>_w<j>`` (as :func:`hub.store.parquet_export_sql` does for ``records``)."""
-    from hub.store import WORD_BITS, q
-
-    parts = []
-    for i, w in enumerate(f.words):
-        c = f"{table_alias}{q(w)}"
-        if f.word_bits(i) == WORD_BITS:
-            parts.append(f"CAST({c} >> 64 AS BIGINT) AS {q(f'{f.source}_w{2 * i}')}")
-            parts.append(f"CAST(CAST({c} & CAST(9223372036854775807 AS HUGEINT) AS BIGINT)"
-                         f" | (CASE WHEN ({c} >> 63) & 1 = 1 THEN CAST(-9223372036854775808 AS BIGINT)"
-                         f" ELSE CAST(0 AS BIGINT) END) AS BIGINT) AS {q(f'{f.source}_w{2 * i + 1}')}")
-        else:
-            parts.append(f"CAST(CASE WHEN {c} >= CAST(9223372036854775808 AS HUGEINT)"
-                         f" THEN {c} - CAST(18446744073709551616 AS HUGEINT) ELSE {c} END AS BIGINT)"
-                         f" AS {q(f'{f.source}_w{2 * i}')}")
-    return parts
-
-
 def sample_records_sql(layout, sample_size: int, seed: int, by_package: bool) -> str:
     """Input: ``records``.  Output: a reservoir sample of ``sample_size`` rows (``rid``, the keyed
     hashes and blocking keys, ``clk``, every filter as signed BIGINT halves ``bf_<f>_w<j>``),
     of the packages in the bound list parameter when ``by_package``."""
-    from hub.store import q
+    from hub.store import bigint_halves_sql, q
 
     cols = ["rid", *(q(c) for c in (*layout.exact, *layout.keys)), "clk"]
     for f in layout.filters:
-        cols += _split_word_sql(f)
+        cols += bigint_halves_sql(f)
     where = " WHERE list_contains(?, package_id)" if by_package else ""
     return (f"SELECT * FROM (SELECT {', '.join(cols)} FROM records{where}) "
             f"USING SAMPLE reservoir({int(sample_size)} ROWS) REPEATABLE ({int(seed)}) ORDER BY rid")
@@ -282,10 +262,10 @@ def sample_records_sql(layout, sample_size: int, seed: int, by_package: bool) ->
 def bank_rows_sql(layout, field_name: str) -> str:
     """Input: ``bank_<field>``.  Output: ``rid``, ``slot`` and the filter's BIGINT halves of every
     slot of the banks of the records in the bound list parameter, by rid and slot."""
-    from hub.store import bank_table, q
+    from hub.store import bank_table, bigint_halves_sql, q
 
     f = layout.filter(field_name)
-    return (f"SELECT rid, slot, {', '.join(_split_word_sql(f))} FROM {q(bank_table(field_name))}"
+    return (f"SELECT rid, slot, {', '.join(bigint_halves_sql(f))} FROM {q(bank_table(field_name))}"
             f" WHERE list_contains(?, rid) ORDER BY rid, slot")
 
 
