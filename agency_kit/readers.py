@@ -692,13 +692,19 @@ class _Readahead(io.RawIOBase):
     read beyond the batches asked for (``allow_one_more`` before each
     ``read_next_batch``).
 
-    The I/O thread must never be left inside Python when the interpreter
-    exits: ``close`` (when the chunk generator ends, however it ends, and at
-    interpreter exit for one that was abandoned) makes every further read an
-    end of file, waits for reads in progress to return and takes what is left
-    from ``reader`` (the CSV reader), so that its thread has seen the end.  A
-    wait also gives up after ``patience`` seconds (the gate then stays open),
-    so nothing can deadlock.
+    No pyarrow thread may touch a Python object once the interpreter has
+    begun to exit: a C++ thread that asks for the GIL then is ended by
+    Python mid-call, and the process aborts ("terminate called without an
+    active exception", exit 134).  So pyarrow is handed only ``arrow_side``, a
+    thin file object nothing else refers to, and ``close`` (when the chunk
+    generator ends, however it ends, and at interpreter exit for one that was
+    abandoned) makes every further read an end of file, waits for reads in
+    progress to return, takes what is left from ``reader`` (the CSV reader,
+    held only here) so that its thread has seen the end, drops the reader and
+    then waits until pyarrow has let go of ``arrow_side`` (its last reference
+    may be dropped on a pyarrow thread just after the last read returned).  A
+    wait gives up after ``patience`` seconds (the gate then stays open), so
+    nothing can deadlock.
     """
 
     def __init__(self, inner: io.BufferedReader, ahead: int = 2, patience: float = 10.0) -> None:
@@ -711,6 +717,9 @@ class _Readahead(io.RawIOBase):
         self._patience = patience
         self._cond = threading.Condition()
         self.reader: Any = None
+        self.arrow_side: _ArrowSide | None = _ArrowSide(self)
+        self._arrow_gone = threading.Event()
+        weakref.finalize(self.arrow_side, self._arrow_gone.set)
         _LIVE_GATES.add(self)
 
     def readable(self) -> bool:
@@ -748,8 +757,24 @@ class _Readahead(io.RawIOBase):
             with contextlib.suppress(Exception):
                 while True:
                     reader.read_next_batch()
+        del reader
+        self.arrow_side = None
+        self._arrow_gone.wait(self._patience)
         _LIVE_GATES.discard(self)
         super().close()
+
+
+class _ArrowSide(io.RawIOBase):
+    """What pyarrow reads from: forwards to a _Readahead; see there why it is a separate object."""
+
+    def __init__(self, gate: _Readahead) -> None:
+        self._gate = gate
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        return self._gate.readinto(b)
 
 
 _LIVE_GATES: weakref.WeakSet[_Readahead] = weakref.WeakSet()
@@ -871,8 +896,10 @@ def _csv_chunks(path: Path, needed: Sequence[str], encoding: str | None, chunk_r
             return _diagnose_csv(path, encoding, delimiter, needed, max_cell_bytes, str(e))
 
         try:
-            reader = pacsv.open_csv(
-                stream,
+            stream.reader = pacsv.open_csv(
+                # read through an Arrow buffer: the blocks pyarrow queues are then its own memory,
+                # not Python objects that a pyarrow thread would free under the GIL
+                pa.BufferedInputStream(pa.PythonFile(stream.arrow_side, mode="r"), buffer_size=1 << 20),
             read_options=pacsv.ReadOptions(column_names=names, block_size=block_size, use_threads=False),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
                                               ignore_empty_lines=False, invalid_row_handler=on_invalid),
@@ -882,13 +909,12 @@ def _csv_chunks(path: Path, needed: Sequence[str], encoding: str | None, chunk_r
             )
         except (InputError, pa.ArrowException) as e:
             raise arrow_failed(e) from None
-        stream.reader = reader
         chunker = _Chunker(needed, chunk_rows)
         seen = 0
         while True:
             try:
                 stream.allow_one_more()
-                batch = reader.read_next_batch()
+                batch = stream.reader.read_next_batch()
             except StopIteration:
                 break
             except (InputError, pa.ArrowException) as e:

@@ -369,40 +369,53 @@ class OpenedPackage:
 
 
 class _Spool:
-    """Bytes in memory up to a limit, then in an anonymous temporary file."""
+    """Bytes in memory up to a limit, then in an anonymous temporary file.
+
+    pyarrow never gets Python-owned bytes from here: a buffer wrapping a Python
+    object is freed under the GIL by whichever pyarrow thread drops it last,
+    and one that does so after the interpreter began to exit (a CLI exiting on
+    an IntegrityError while reads are in flight) aborts the process.  Bytes in
+    memory are copied into Arrow's own memory; the temporary file is read on
+    the calling thread only (``read_table``).
+    """
 
     def __init__(self, limit: int, directory: str | Path | None) -> None:
         self._limit = limit
         self._dir = directory
-        self._parts: list[bytes] = []
         self._size = 0
         self._file: BinaryIO | None = None
+        self._memory: Any = None  # pa.BufferOutputStream until spilled
 
     def write(self, b: bytes) -> None:
         if self._file is not None:
             self._file.write(b)
             return
-        self._parts.append(b)
+        if self._memory is None:
+            self._memory = pa.BufferOutputStream()
+        self._memory.write(b)
         self._size += len(b)
         if self._size > self._limit:
             self._file = tempfile.TemporaryFile(dir=self._dir)  # closed in close()
-            for part in self._parts:
-                self._file.write(part)
-            self._parts = []
+            self._file.write(memoryview(self._memory.getvalue()))
+            self._memory = None
 
-    def source(self) -> Any:
+    def read_table(self) -> pa.Table:
         if self._file is not None:
             self._file.flush()
             self._file.seek(0)
-            return self._file
-        data = b"".join(self._parts)
-        self._parts = []
-        return pa.BufferReader(pa.py_buffer(data))
+            reader = pq.ParquetFile(self._file, pre_buffer=False)
+            try:
+                return reader.read(use_threads=False)
+            finally:
+                reader.close()
+        data = self._memory.getvalue() if self._memory is not None else pa.allocate_buffer(0)
+        self._memory = None
+        return pq.read_table(pa.BufferReader(data))
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
-        self._parts = []
+        self._memory = None
 
 
 def _decrypt_body(f: BinaryIO, header: Header, content_key: bytes, spool: _Spool) -> tuple[bytes, bytes, bytes]:
@@ -501,7 +514,7 @@ def _check_policy(manifest: dict[str, Any], path: Path, roster: Roster, now: dat
 
 def _read_payload(spool: _Spool, manifest: dict[str, Any]) -> pa.Table:
     try:
-        table = pq.read_table(spool.source())
+        table = spool.read_table()
     except Exception:
         raise IntegrityError() from None
     if table.num_rows != manifest["row_count"] or _columns(table.schema) != manifest["columns"]:
