@@ -111,6 +111,19 @@ def _memory_kib(pid: int) -> tuple[int, int]:
         return 0, 0
 
 
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_ticks(pid: int) -> int:
+    """User + system CPU of one process so far, in clock ticks; 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def run_encode(rows: int, workers: int, export: Path | None = None) -> dict:
     """Encode ``rows`` synthetic rows (or the 低保-style CSV ``export``) with ``workers`` processes."""
     with tempfile.TemporaryDirectory(prefix="aidlink-bench-") as tmp:
@@ -133,6 +146,7 @@ def run_encode(rows: int, workers: int, export: Path | None = None) -> dict:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
         peak_rss = peak_pss = 0
         per_process: dict[int, int] = {}
+        cpu_ticks: dict[int, int] = {}  # last CPU reading of each process (sampled, so a little low)
         done = threading.Event()
 
         def sample() -> None:
@@ -143,6 +157,7 @@ def run_encode(rows: int, workers: int, export: Path | None = None) -> dict:
                     r, p = _memory_kib(pid)
                     rss, pss = rss + r, pss + p
                     per_process[pid] = max(per_process.get(pid, 0), r)
+                    cpu_ticks[pid] = max(cpu_ticks.get(pid, 0), _cpu_ticks(pid))
                 peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
                 done.wait(0.05)
 
@@ -173,6 +188,11 @@ def run_encode(rows: int, workers: int, export: Path | None = None) -> dict:
             "peak_rss_mib": round(peak_rss / 1024, 0),
             "peak_pss_mib": round(peak_pss / 1024, 0),
             "process_peak_rss_mib": sorted((round(v / 1024) for v in per_process.values() if v), reverse=True),
+            # CPU of the command's own process (reads, writes the outputs, seals, and encodes when the
+            # pool is behind) and of each pool process, from the last /proc sample before each ended
+            "main_cpu_s": round(cpu_ticks.get(proc.pid, 0) / _TICKS, 1),
+            "pool_cpu_s": sorted((round(v / _TICKS, 1) for p, v in cpu_ticks.items() if p != proc.pid and v),
+                                 reverse=True),
             "package_mib": round(pkg.stat().st_size / 2**20, 1),
             "encoded": summary["counts"]["encoded"],
             "flagged": summary["counts"]["flagged"],
@@ -188,7 +208,9 @@ FLOOR_PEAK_MIB = 1024
 def describe(e: dict) -> str:
     return (f"end to end (agency-kit encode, {e['workers']} workers on {e['cpu_count']} CPUs): {e['rows']:,} CSV rows "
             f"in {e['wall_s']} s = {e['rows_per_s']:,.0f} rows/s ({e['cpu_s']} CPU-s, {e['rows_per_cpu_s']:,.0f} "
-            f"rows per CPU-second; load average {e['load_average_start']} -> {e['load_average_end']}); peak memory "
+            f"rows per CPU-second: {e.get('main_cpu_s')} in the command's process, "
+            f"{', '.join(str(c) for c in e.get('pool_cpu_s', []))} in the pool's; load average "
+            f"{e['load_average_start']} -> {e['load_average_end']}); peak memory "
             f"of the process tree {e['peak_rss_mib']:.0f} MiB RSS / {e['peak_pss_mib']:.0f} MiB PSS (per process "
             f"{', '.join(str(m) for m in e['process_peak_rss_mib'])} MiB); package {e['package_mib']} MiB; "
             f"{e['encoded']:,} encoded, {e['flagged']:,} flagged, {e['rejected']:,} rejected; floor "

@@ -5,7 +5,7 @@ table of ``docs/formats/encodings.md`` without the ``token`` and ``attr_*``
 columns (agency-kit adds those): ``bf_<field>``, ``eh_<field>``, ``bk_<key>``
 and ``clk``, in that order.
 
-The native aidlink encoding, version 1
+The native aidlink encoding, version 2
 ======================================
 
 This is the whole definition; another client following it produces the same
@@ -69,12 +69,15 @@ salt bank (section 7).
 **4. Positions.**  The stream of message ``m`` under key ``K`` is block 0 =
 ``HMAC-SHA256(K, m)``, block ``j >= 1`` = ``HMAC-SHA256(K, 0xFF ||
 uint32_be(j) || m)`` (0xFF never occurs in UTF-8, so a counter block is never
-another token's block 0), each block read as 8 big-endian uint32 words
-``w0, w1, ...``.  A token with ``k`` bits sets bits ``w0 mod L, ...,
+another token's block 0), the blocks read one after the other as big-endian
+words ``w0, w1, ...``.  A token with ``k`` bits sets bits ``w0 mod L, ...,
 w(k-1) mod L`` of a filter of ``L`` bits: the field's ``filter.length``, or
-``clk.length`` for the CLK.  ``L`` is a multiple of 64 and at most 8192, so
-where it is not a power of two the modulo bias is below ``L / 2**32 < 2e-6``
-per position: negligible.  The filter is the OR over all tokens (of all
+``clk.length`` for the CLK.  ``L`` is a multiple of 64 and at most 8192.
+Where ``L`` is a power of two the words are 16-bit (uint16, 16 a block):
+``w mod L`` is then exactly uniform, and up to 16 bits per token cost one
+HMAC.  Otherwise they are 32-bit (uint32, 8 a block), and the modulo bias is
+below ``L / 2**32 < 2e-6`` per position: negligible.  (Version 1 read 32-bit
+words for every ``L``.)  The filter is the OR over all tokens (of all
 contributing fields, for the CLK).  Bit ``i`` of a filter is bit ``7 - i % 8``
 of byte ``i // 8`` (MSB first).
 
@@ -507,7 +510,8 @@ def _prepare_part(part: _Part, data: _Data, salt_col: _Column | None, salt_field
 
 
 #: Positions kept per message in the run's cache for a ``bits_per_feature`` part (whose ``k``
-#: varies with the value's length): four HMAC blocks.  A message needing more is not kept.
+#: varies with the value's length): two HMAC blocks of 16-bit words (four of 32-bit ones).  A
+#: message needing more is not kept.
 _MEMO_WIDTH_PER_FEATURE = 32
 
 
@@ -567,7 +571,8 @@ def _positions(part: _Part, data: _Data, strings: list[str], msg_tok: np.ndarray
         m_tok = msg_tok[miss]
         m_salt = None if msg_salt is None else msg_salt[miss]
         need = kmax[miss]
-        whole = (need + 7) // 8 * 8  # whole blocks: the same HMAC calls
+        per = hashing.words_per_block(L)
+        whole = (need + per - 1) // per * per  # whole blocks: the same HMAC calls
         hptr, hpos = hashing.token_positions(key, _messages(strings, m_tok, salts, m_salt), whole, L)
         lead = np.arange(len(hpos), dtype=np.int64) - np.repeat(hptr[:-1], whole) < np.repeat(need, whole)
         _scatter(out, ptr, kmax, miss, hpos[lead])

@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import metadata
 
 NORMALISER_VERSION = "1"
-ENCODING_VERSION = "1"
+ENCODING_VERSION = "2"  # 2: 16-bit position words for power-of-two filter lengths
 
 
 def _dist_version(name: str) -> str:

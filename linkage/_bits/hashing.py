@@ -34,37 +34,51 @@ def _ptr(counts: np.ndarray) -> np.ndarray:
     return ptr
 
 
+def word_bytes(length: int) -> int:
+    """Bytes per word of the position stream for a filter of ``length`` bits: 2 (16-bit words,
+    16 a block) when ``length`` is a power of two -- ``w mod length`` is then exactly
+    uniform -- else 4 (32-bit words, 8 a block; bias below ``length / 2**32``)."""
+    return 2 if length & (length - 1) == 0 and length <= 1 << 16 else 4
+
+
+def words_per_block(length: int) -> int:
+    """Words of the position stream one HMAC block gives, for a filter of ``length`` bits."""
+    return 32 // word_bytes(length)
+
+
 def token_positions(key: bytes, messages: Sequence[bytes], kmax: np.ndarray,
                     length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Bit positions of every message: the first ``kmax[i]`` 32-bit words of its
-    HMAC stream, each reduced mod ``length``.
+    """Bit positions of every message: the first ``kmax[i]`` words of its HMAC
+    stream, each reduced mod ``length``.
 
     Stream of message ``m``: block 0 = HMAC(key, m); block j >= 1 =
-    HMAC(key, 0xFF || uint32_be(j) || m); words are big-endian uint32, 8 per block.
+    HMAC(key, 0xFF || uint32_be(j) || m); words are big-endian, 16-bit when
+    ``length`` is a power of two, else 32-bit (:func:`word_bytes`).
     Returns CSR ``(ptr, pos)`` with ``pos[ptr[i]:ptr[i] + kmax[i]]`` for message ``i``.
     """
     kmax = np.asarray(kmax, dtype=np.int64)
+    per = words_per_block(length)
+    dtype = ">u2" if per == 16 else ">u4"
     if len(kmax) and kmax.min() == kmax.max():  # one k for all: a matrix, sliced
         k = int(kmax[0])
-        nb = (k + 7) // 8
-        words = np.empty((len(kmax), nb * 8), dtype=np.uint32)
+        nb = (k + per - 1) // per
+        words = np.empty((len(kmax), nb * per), dtype=np.uint32)
         for j in range(nb):
-            prefix = b"" if j == 0 else COUNTER_PREFIX + j.to_bytes(4, "big")
-            msgs = messages if j == 0 else [prefix + m for m in messages]
-            words[:, 8 * j: 8 * j + 8] = np.frombuffer(hmac_many(key, msgs), dtype=">u4").reshape(-1, 8)
+            msgs = messages if j == 0 else list(map((COUNTER_PREFIX + j.to_bytes(4, "big")).__add__, messages))
+            words[:, per * j: per * j + per] = np.frombuffer(hmac_many(key, msgs), dtype=dtype).reshape(-1, per)
         pos = (words[:, :k] % np.uint32(length)).astype(np.int32).ravel()
         return np.arange(0, len(kmax) * k + 1, k, dtype=np.int64), pos
-    nblocks = (kmax + 7) // 8
-    wptr = _ptr(nblocks * 8)
+    nblocks = (kmax + per - 1) // per
+    wptr = _ptr(nblocks * per)
     words = np.zeros(int(wptr[-1]), dtype=np.uint32)
     top = int(nblocks.max()) if len(nblocks) else 0
-    lane = np.arange(8, dtype=np.int64)
+    lane = np.arange(per, dtype=np.int64)
     for j in range(top):
         sel = np.flatnonzero(nblocks > j)
         prefix = b"" if j == 0 else COUNTER_PREFIX + j.to_bytes(4, "big")
         digests = hmac_many(key, (prefix + messages[i] for i in sel.tolist()))
-        block = np.frombuffer(digests, dtype=">u4").reshape(-1, 8)
-        words[(wptr[:-1][sel] + 8 * j)[:, None] + lane] = block
+        block = np.frombuffer(digests, dtype=dtype).reshape(-1, per)
+        words[(wptr[:-1][sel] + per * j)[:, None] + lane] = block
     pptr = _ptr(kmax)
     total = int(pptr[-1])
     src = np.repeat(wptr[:-1], kmax) + (np.arange(total, dtype=np.int64) - np.repeat(pptr[:-1], kmax))

@@ -22,10 +22,13 @@ blocking keys as int64 by message, where they repeat (a birth date and sex --
 not an ID number: that memo switches itself off).
 
 Memory is bounded: a :class:`RunMemo` stops storing new results once its
-tables reach ``max_bytes`` (lookups go on).  32 MiB by default: on the
+tables reach ``max_bytes`` (lookups go on); int results stop within a call
+too (a chunk's typo keys alone are 35 distinct messages a row), positions
+after the call that reaches it (a chunk's new positions: a few MB).  32 MiB by default: on the
 synthetic benchmark export (a process encoding every other 25,000-row chunk of
 1,000,000 rows), 7.0 HMAC calls a row against 12.3 with no memo, 8.1 with
-16 MiB and 6.9 with 64 MiB.  The memo holds derived keys (as dict keys) and
+16 MiB and 6.9 with 64 MiB (encoding v1; with v2's 16-bit words a name bigram
+needs one call instead of two).  The memo holds derived keys (as dict keys) and
 values derived from the linkage secret: it belongs to one run in one process
 and is dropped with it (``agency_kit.encode`` keeps it for the run only);
 nothing here is global.
@@ -43,6 +46,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 _GROW = 1.5
+_INT_ENTRY_BYTES = 110  # an IntMemo entry besides its message's bytes: the bytes object, dict slot, int (rough)
 
 
 class TokenIds:
@@ -152,13 +156,15 @@ class IntMemo:
     stored, the memo empties itself and stays off.
     """
 
-    def __init__(self, min_hit_rate: float = 0.1, min_size: int = 20_000) -> None:
+    def __init__(self, min_hit_rate: float = 0.1, min_size: int = 20_000,
+                 budget: Callable[[], int] | None = None) -> None:
         self._d: dict[bytes, int] = {}
         self.on = True
         self.calls = 0
         self.nbytes = 0
         self._min_hit_rate = min_hit_rate
         self._min_size = min_size
+        self._budget = budget  # bytes this memo may still add (its run's room), None: no limit
 
     def compute(self, messages: list[bytes], fn: Callable[[list[bytes]], np.ndarray],
                 store: bool) -> np.ndarray:
@@ -173,9 +179,17 @@ class IntMemo:
             for i, v in zip(miss, values.tolist(), strict=True):
                 found[i] = v
             if store:
+                # within the run's budget, however many messages one call brings (a chunk's typo
+                # keys: 35 distinct messages a row)
+                room = self._budget() if self._budget is not None else 1 << 62
+                added = 0
                 for i, v in zip(miss, values.tolist(), strict=True):
-                    d[messages[i]] = v
-                self.nbytes += sum(len(messages[i]) for i in miss) + 110 * len(miss)
+                    if added >= room:
+                        break
+                    m = messages[i]
+                    d[m] = v
+                    added += len(m) + _INT_ENTRY_BYTES
+                self.nbytes += added
         self.calls += 1
         if (self.calls > 1 and len(d) >= self._min_size
                 and len(messages) - len(miss) < self._min_hit_rate * len(messages)):
@@ -231,7 +245,7 @@ class RunMemo:
     def ints(self, key: bytes) -> IntMemo:
         m = self._ints.get(key)
         if m is None:
-            m = self._ints[key] = IntMemo()
+            m = self._ints[key] = IntMemo(budget=lambda: self.max_bytes - self.nbytes)
         return m
 
 

@@ -119,8 +119,10 @@ def test_native_known_answer_vectors(name):
     got = encode_records(frame(v["records"], schema), schema,
                          LinkageSecret(bytes.fromhex(v["secret"]))).to_pylist()
     for g, e in zip(got, v["expected"], strict=True):
+        # salt banks (slots in a random order, section 7) have no vectors; their slots are the
+        # bf_ filters under each year, checked in the bank test below
         assert {k: base64.b64encode(x).decode() if isinstance(x, bytes) else x
-                for k, x in g.items()} == e
+                for k, x in g.items() if not k.startswith("sb_")} == e
 
 
 def test_deterministic_and_secret_dependent(judicial, table):
@@ -258,7 +260,7 @@ def test_bits_per_feature_spreads_bits():
         assert len(toks) == T
         expect = set()
         for t in toks:
-            expect |= {w % 512 for w in reference.words(key, t.encode(), k)}
+            expect |= {w % 512 for w in reference.words(key, t.encode(), k, 512)}
         assert set(np.flatnonzero(_bits(got)).tolist()) == expect
         assert 120 <= T * k < 120 + T
 

@@ -160,4 +160,4 @@ def test_token_positions_follow_the_stream(msgs, k, length):
     key = b"\x01" * 32
     ptr, pos = hashing.token_positions(key, msgs, np.full(len(msgs), k), length)
     for i, m in enumerate(msgs):
-        assert pos[ptr[i]:ptr[i + 1]].tolist() == [w % length for w in reference.words(key, m, k)]
+        assert pos[ptr[i]:ptr[i + 1]].tolist() == [w % length for w in reference.words(key, m, k, length)]

@@ -1,4 +1,4 @@
-"""Make tests/vectors/native/*.json: known answers for the native aidlink encoding v1.
+"""Make tests/vectors/native/*.json: known answers for the native aidlink encoding v2.
 
     .venv/bin/python tests/vectors/native/make_native_vectors.py
 
@@ -135,7 +135,7 @@ def write(name: str, description: str, doc: dict, records: list[dict]) -> None:
     payload = {
         "description": description,
         "made_with": "tests/vectors/native/make_native_vectors.py (reference.py, stdlib only)",
-        "encoding_version": "1",
+        "encoding_version": "2",
         "secret": SECRET.hex(),
         "schema": doc,
         "records": records,

@@ -1,4 +1,4 @@
-"""Independent reference implementation of the native aidlink encoding v1.
+"""Independent reference implementation of the native aidlink encoding v2.
 
 Written from the specification in the docstring of ``linkage/encode.py`` using
 only the Python standard library (``hmac``, ``hashlib``, ``math``): no numpy,
@@ -59,12 +59,13 @@ def tokenise(value: str, kind: str, n: int, padded: bool) -> list[str]:
     return grams
 
 
-def words(key: bytes, msg: bytes, k: int) -> list[int]:
+def words(key: bytes, msg: bytes, k: int, length: int) -> list[int]:
+    size = 2 if length & (length - 1) == 0 and length <= 65536 else 4  # 16-bit words for a power of two
     out: list[int] = []
     j = 0
     while len(out) < k:
         block = mac(key, msg) if j == 0 else mac(key, b"\xff" + j.to_bytes(4, "big") + msg)
-        out += [int.from_bytes(block[i:i + 4], "big") for i in range(0, 32, 4)]
+        out += [int.from_bytes(block[i:i + size], "big") for i in range(0, 32, size)]
         j += 1
     return out[:k]
 
@@ -125,7 +126,7 @@ def add_field(bits: list[int], value: str, field: dict, weights: dict, key: byte
         k = math.ceil(weights["bits_per_feature"] / len(toks))
     for t in toks:
         msg = (t if salt is None else salt + US + t).encode("utf-8")
-        for w in words(key, msg, k):
+        for w in words(key, msg, k, len(bits)):
             bits[w % len(bits)] = 1
 
 

@@ -1,0 +1,115 @@
+"""What the encoder's speed rests on, checked by counting rather than timing.
+
+* a token of up to 16 bits costs one HMAC call where the filter length is a
+  power of two (encoding v2's 16-bit words), two where it is not;
+* the encoded Parquet file leaves uncompressed only the columns zstd cannot
+  shrink (keyed hashes and the CLK) and compresses the rest.
+
+All data are synthetic (the project's ``synthetic`` package or invented literals).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from linkage._bits import hashing
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "vectors" / "native"))
+import reference  # the independent implementation of the encoding (tests/vectors/native)
+
+KEY = bytes(range(32))
+MESSAGES = [f"{i} 测{i % 10}".encode() for i in range(40)]
+
+
+@pytest.mark.parametrize(("k", "length", "blocks"), [
+    (15, 512, 1), (16, 1024, 1), (10, 256, 1), (17, 512, 2), (32, 8192, 2),  # 16-bit words
+    (8, 192, 1), (15, 192, 2), (10, 576, 2),  # not a power of two: 32-bit words, 8 a block
+])
+def test_hmac_calls_per_token(monkeypatch, k, length, blocks):
+    calls = []
+
+    def counting(key, messages):
+        messages = list(messages)
+        calls.append(len(messages))
+        return real(key, messages)
+
+    real = hashing.hmac_many
+    monkeypatch.setattr(hashing, "hmac_many", counting)
+    for kmax in (np.full(len(MESSAGES), k), np.arange(len(MESSAGES)) % k + 1):  # uniform k, and k up to k
+        calls.clear()
+        ptr, pos = hashing.token_positions(KEY, MESSAGES, kmax, length)
+        needed = sum(-(-int(x) // hashing.words_per_block(length)) for x in kmax)
+        assert sum(calls) == needed
+        if kmax.min() == k:
+            assert sum(calls) == blocks * len(MESSAGES)
+        for i, m in enumerate(MESSAGES):
+            assert pos[ptr[i]:ptr[i + 1]].tolist() == [w % length for w in
+                                                       reference.words(KEY, m, int(kmax[i]), length)]
+
+
+def test_word_size_follows_the_length():
+    assert [hashing.word_bytes(n) for n in (64, 128, 256, 512, 1024, 2048, 4096, 8192)] == [2] * 8
+    assert [hashing.word_bytes(n) for n in (192, 320, 576, 1000, 8128)] == [4] * 5
+
+
+def test_encoded_parquet_compresses_only_what_shrinks(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from agency_kit import encode_cmd
+    from agency_kit.cli import cli
+    from benchmarks._agency_e2e import AGENCY, MAPPING, write_export
+    from tests.support import PASSPHRASE, make_federation
+
+    fed = make_federation(tmp_path / "fed", {AGENCY: ["civil_affairs_dibao"]})
+    monkeypatch.setenv("AIDLINK_PASSPHRASE", PASSPHRASE)
+    export = tmp_path / "dibao.csv"
+    write_export(export, 300, seed=4)
+    mapping = tmp_path / "mapping.json"
+    mapping.write_text(json.dumps(MAPPING, ensure_ascii=False), "utf-8")
+    seen: dict[str, str] = {}
+    real = encode_cmd.write_package
+
+    def inspecting(path, parquet_path, manifest, **kw):
+        meta = pq.ParquetFile(parquet_path).metadata
+        group = meta.row_group(0)
+        for i in range(group.num_columns):
+            col = group.column(i)
+            seen[col.path_in_schema] = col.compression
+        return real(path, parquet_path, manifest, **kw)
+
+    monkeypatch.setattr(encode_cmd, "write_package", inspecting)
+    res = CliRunner().invoke(cli, [
+        "encode", "--input", str(export), "--mapping", str(mapping), "--secret", str(fed.secret),
+        "--identity", str(fed.identities[AGENCY]), "--roster", str(fed.roster),
+        "--out", str(tmp_path / "out" / "dibao.aidpkg"), "--workers", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    plain = {c for c in seen if c.startswith(("eh_", "bk_", "vk_")) or c == "clk"}
+    assert "clk" in plain and any(c.startswith("eh_") for c in plain) and any(c.startswith("bk_") for c in plain)
+    assert {seen[c] for c in plain} == {"UNCOMPRESSED"}
+    squeezed = set(seen) - plain
+    assert "token" in squeezed and any(c.startswith("bf_") for c in squeezed)
+    assert {seen[c] for c in squeezed} == {"ZSTD"}
+
+
+def test_run_memo_keeps_int_results_within_its_budget():
+    from linkage._bits import memo as memo_mod
+
+    run = memo_mod.RunMemo(max_bytes=20_000)
+    calls = []
+
+    def fn(msgs):
+        calls.append(len(msgs))
+        return np.array([int(m[1:]) for m in msgs], dtype=np.int64)
+
+    msgs = [f"s{i:017d}".encode() for i in range(3000)]  # one call, far more than the budget holds
+    assert run.ints(KEY).compute(msgs, fn, run.room).tolist() == list(range(3000))
+    assert 0 < run.nbytes <= 20_000 + len(msgs[0]) + memo_mod._INT_ENTRY_BYTES  # at most one entry over
+    kept = run.nbytes // (len(msgs[0]) + memo_mod._INT_ENTRY_BYTES)
+    assert run.ints(KEY).compute(msgs, fn, run.room).tolist() == list(range(3000))  # same answers
+    assert calls == [3000, 3000 - kept]  # the stored ones were not computed again
