@@ -197,6 +197,7 @@ def run(quick: bool) -> dict[str, Any]:
     none = [r for r in table if r["variant"] == "none" and r["data"] == "county"]
     if none:
         floors["county_unhardened_names_vulnerable"] = (none[0]["graph_reid"] or 0) >= 0.05
+    floors = {k: bool(v) for k, v in floors.items()}  # numpy bools would be written to JSON as "False"
     return {"tradeoff": table, "rows": rows, "files": files, "floors": floors, "meta": meta,
             "seconds": round(time.perf_counter() - t0, 1)}
 
@@ -221,10 +222,23 @@ def describe(figures: dict[str, Any]) -> str:
                      f"{_pct(r['max_reid']):>8}{f1}{cost}")
     other = [r for r in figures["rows"] if r.get("role") in ("filter", "hash", "clk")]
     if other:
-        lines.append("columns other than the name filters (top-1 re-identification):")
+        lines.append("columns other than the name filters (top-1 re-identification; typo keys: the most of a field's):")
+        typo: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
         for r in other:
+            head = str(r["column"]).rsplit("_", 1)[0]
+            if str(r["column"]).startswith("vk_"):  # 35 typo keys of an ID number: one line
+                if (r["data"], r["variant"], head) not in typo:
+                    typo[(r["data"], r["variant"], head)] = []
+                    lines.append((r["data"], r["variant"], head))
+                typo[(r["data"], r["variant"], head)].append(r)
+                continue
             lines.append(f"  {r['data']:<16}{r['variant']:<20}{r['column']:<18}{r['attack']:<22}"
                          f"{_pct(r['reidentified'])}")
+        for i, line in enumerate(lines):
+            if isinstance(line, tuple):
+                rs = typo[line]
+                lines[i] = (f"  {line[0]:<16}{line[1]:<20}{line[2] + '_*':<18}{rs[0]['attack']:<22}"
+                            f"{_pct(max(r['reidentified'] for r in rs))} ({len(rs)} typo keys)")
     lines.append("files: " + ", ".join(f"{k} {v}" for k, v in figures["files"].items()))
     lines.append("floors: " + ", ".join(f"{k} {'ok' if v else 'MISSED'}" for k, v in figures["floors"].items()))
     return "\n".join(lines)

@@ -8,6 +8,10 @@ join_key_l, join_key_r)`` (the table Splink's
 1. keyed-hash equality on every exact hash (``eh_*``) and blocking key
    (``bk_*``) of the schema -- a value shared by more than ``max_block_size``
    records (a placeholder phone, a default date) is skipped;
+   and, for a field with typo keys whose exact hash blocks, equality of any
+   of its exact hash and typo keys (``vk_<f>_<j>``, the hashes of a mistyped
+   ID number's one-typo corrections) across the columns: a mistyped ID number
+   meets its true one, and two typos of one number meet each other;
 2. LSH bands over the name and address filters, computed at ingest: a band is
    ``bits_per_band`` bit positions of a filter, sampled once per hub database
    from a seed in ``meta``, hashed together (bit-sampling LSH for Hamming
@@ -151,16 +155,19 @@ def keyed_pairs_sql(source: str, column: str) -> str:
     )
 
 
-def banded_pairs_sql(source: str, columns: Sequence[str]) -> str:
+def banded_pairs_sql(source: str, columns: Sequence[str], across: bool = False) -> str:
     """Input: ``source(rid, <band columns>)``; bound: max block size, match key.
     Output: (mk, rid_l, rid_r) for every pair sharing the value of at least one band column
-    (duplicates across bands removed), band values held by more than max block size records skipped."""
+    (duplicates across bands removed), band values held by more than max block size records skipped.
+    ``across``: a value in one column also meets the same value in another (keyed hashes of one
+    field: an exact hash and typo keys)."""
     cols = ", ".join(q(c) for c in columns)
+    band = "" if across else "band, "
     return (
         f"WITH long AS (UNPIVOT (SELECT rid, {cols} FROM {q(source)}) ON {cols} INTO NAME band VALUE v),"
-        f" k AS (SELECT rid, band, v FROM long QUALIFY count(*) OVER (PARTITION BY band, v) <= ?)"
+        f" k AS (SELECT rid, {band}v FROM long QUALIFY count(*) OVER (PARTITION BY {band}v) <= ?)"
         f" SELECT DISTINCT CAST(? AS INTEGER) AS mk, l.rid AS rid_l, r.rid AS rid_r"
-        f" FROM k l JOIN k r ON l.band = r.band AND l.v = r.v AND l.rid < r.rid"
+        f" FROM k l JOIN k r ON {'l.band = r.band AND ' if not across else ''}l.v = r.v AND l.rid < r.rid"
     )
 
 
@@ -171,11 +178,13 @@ def keyed_block_sizes_sql(source: str, column: str) -> str:
             f" GROUP BY {c}) WHERE n >= 2 GROUP BY n ORDER BY n")
 
 
-def banded_block_sizes_sql(source: str, columns: Sequence[str]) -> str:
-    """Input: ``source(<band columns>)``.  Output: (block size n, number of (band, value) held by n records)."""
+def banded_block_sizes_sql(source: str, columns: Sequence[str], across: bool = False) -> str:
+    """Input: ``source(<band columns>)``.  Output: (block size n, number of (band, value) -- or, ``across``,
+    of values -- held by n records)."""
     cols = ", ".join(q(c) for c in columns)
+    group = "v" if across else "band, v"
     return (f"WITH long AS (UNPIVOT (SELECT {cols} FROM {q(source)}) ON {cols} INTO NAME band VALUE v)"
-            f" SELECT n, count(*) AS blocks FROM (SELECT count(*) AS n FROM long GROUP BY band, v)"
+            f" SELECT n, count(*) AS blocks FROM (SELECT count(*) AS n FROM long GROUP BY {group})"
             f" WHERE n >= 2 GROUP BY n ORDER BY n")
 
 
@@ -364,6 +373,19 @@ def build_blocked_pairs(con: duckdb.DuckDBPyConnection, source: str, layout: Rec
         con.execute(create_table_as_sql(name, keyed_pairs_sql(source, c)), [cap, mk])
         rules.append(BlockingRuleInfo(mk, "keyed", f"{c} equal (blocks of at most {cap})",
                                       seconds=time.perf_counter() - t))
+        parts.append(name)
+    for fname, cols in layout.typo.items():
+        if f"eh_{fname}" not in keys:
+            continue
+        mk = len(rules)
+        name = f"bp_{mk}"
+        t = time.perf_counter()
+        both = (f"eh_{fname}", *cols)
+        cap, _ = block_size_cap(con.execute(banded_block_sizes_sql(source, both, across=True)).fetchall(),
+                                budget, cfg.max_block_size)
+        con.execute(create_table_as_sql(name, banded_pairs_sql(source, both, across=True)), [cap, mk])
+        rules.append(BlockingRuleInfo(mk, "keyed", f"{fname}: exact hash or one of {len(cols)} typo keys"
+                                      f" shared (blocks of at most {cap})", seconds=time.perf_counter() - t))
         parts.append(name)
     if cfg.lsh.enabled:
         fields = cfg.lsh.fields if cfg.lsh.fields is not None else tuple(b.field for b in layout.lsh)

@@ -10,7 +10,13 @@ Per schema field with a Bloom filter, one comparison with the levels
 3. Dice >= each of the run's ``dice_levels`` (default 0.95, 0.85, 0.7);
 4. else.
 
-A field with a keyed hash but no filter gets null / exact / else.
+A field with a keyed hash but no filter gets null / exact / else.  A field
+with typo keys (``typo_keys``: ID numbers) gets the level "one typo apart"
+after its exact level -- one side's keyed hash among the other's typo keys,
+the hashes of its one-typo corrections (:func:`typo_sql`) -- in place of the
+similarity its filter would give: a single substitution or adjacent
+transposition of a number that then fails the check, so unlike an ID
+filter's Dice it never calls two people's different (valid) IDs similar.
 
 Household values (phone, address) are compared together in one comparison
 (:func:`household_comparison`): family members share them, so separate
@@ -135,6 +141,25 @@ def exact_sql(column: str, left: str = "l", right: str = "r") -> str:
     return f"{side(column, left)} = {side(column, right)}"
 
 
+def typo_sql(field: FieldSpec, left: str = "l", right: str = "r") -> str:
+    """SQL condition: one side's keyed hash is among the other side's typo keys (the hashes of its
+    one-typo corrections; a null equals nothing)."""
+    eh = f"eh_{field.name}"
+
+    def among(a: str, b: str) -> str:
+        return f"{side(eh, a)} IN ({', '.join(side(c, b) for c in field.typo_key_columns)})"
+
+    return f"({among(left, right)} OR {among(right, left)})"
+
+
+def field_null_sql(field: FieldSpec, layout: RecordLayout) -> str:
+    """SQL condition: ``field`` cannot be compared (null on either side) -- its filter's, else its
+    keyed hash's."""
+    if field.filter is not None:
+        return filter_null_sql(layout.filter(field.name))
+    return null_sql(f"eh_{field.name}")
+
+
 def comparison_columns(field: FieldSpec, layout: RecordLayout) -> tuple[str, ...]:
     """Every ``records`` column the comparison of ``field`` reads."""
     cols: list[str] = []
@@ -145,15 +170,25 @@ def comparison_columns(field: FieldSpec, layout: RecordLayout) -> tuple[str, ...
         cols.append(f"eh_{field.name}")
     if field.validity_flag:
         cols.append(f"ok_{field.name}")
+    cols += field.typo_key_columns
     return tuple(cols)
 
 
+def typo_levels(field: FieldSpec) -> list[dict[str, Any]]:
+    """The level "one typo apart" (:func:`typo_sql`) for a field with typo keys, placed after the
+    exact level; none for other fields."""
+    if not field.typo_keys:
+        return []
+    return [{"sql_condition": typo_sql(field), "label_for_charts": "one typo apart (typo keys)"}]
+
+
 def identity_levels(field: FieldSpec) -> list[dict[str, Any]]:
-    """The levels that say "the same value" or "certainly another": exact (keyed hash), then
-    :func:`validity_levels`; for the primary field of a two-field comparison (no term frequencies)."""
+    """The levels that say "the same value", "the same but for a typo" or "certainly another":
+    exact (keyed hash), :func:`typo_levels`, then :func:`validity_levels`; for the primary field of
+    a two-field comparison (no term frequencies)."""
     exact = ([{"sql_condition": exact_sql(f"eh_{field.name}"), "label_for_charts": "exact (keyed hash)"}]
              if field.exact_hash else [])
-    return exact + validity_levels(field)
+    return exact + typo_levels(field) + validity_levels(field)
 
 
 def validity_levels(field: FieldSpec) -> list[dict[str, Any]]:
@@ -201,6 +236,7 @@ def field_comparison(field: FieldSpec, layout: RecordLayout, dice_levels: tuple[
             level["tf_adjustment_column"] = eh
             level["tf_adjustment_weight"] = 1.0
         levels.append(level)
+    levels += typo_levels(field)
     levels += validity_levels(field)
     if field.filter is not None:
         for t in dice_levels:
@@ -328,19 +364,29 @@ def guarded_fallback_comparison(primary: FieldSpec, fallback: FieldSpec, layout:
                                 dice_levels: tuple[float, ...]) -> dict[str, Any]:
     """One comparison of ``primary`` that falls back to ``fallback`` (embedded in it, e.g. the
     birth date in an ID number) only where ``primary`` is null on either side.  Levels: null (both
-    null); primary exact; primary Dice >= each t; primary else (both present); fallback Dice >=
-    each t; else.  Both intersections are read in the null level, so each is computed once.
+    null); primary exact, one typo apart (typo keys), both pass the check (validity flag); primary
+    Dice >= each t (a primary with a filter); primary else (both present); fallback exact (a
+    fallback with a keyed hash); fallback Dice >= each t (with a filter); else.  Both null tests
+    are read in the null level (arithmetic, no short circuit), so each intersection is computed
+    once.
     """
-    p, f = layout.filter(primary.name), layout.filter(fallback.name)
-    null = f"CAST({filter_null_sql(p)} AS INTEGER) + CAST({filter_null_sql(f)} AS INTEGER) >= 2"
+    p_null, f_null = field_null_sql(primary, layout), field_null_sql(fallback, layout)
+    null = f"CAST({p_null} AS INTEGER) + CAST({f_null} AS INTEGER) >= 2"
     levels: list[dict[str, Any]] = [{"sql_condition": null, "label_for_charts": "null", "is_null_level": True}]
     levels += identity_levels(primary)
-    for t in dice_levels:
-        levels.append({"sql_condition": dice_at_least_sql(p, t), "label_for_charts": f"Dice >= {t:g}"})
-    levels.append({"sql_condition": f"NOT ({filter_null_sql(p)})", "label_for_charts": "else"})
-    for t in dice_levels:
-        levels.append({"sql_condition": dice_at_least_sql(f, t),
-                       "label_for_charts": f"no {primary.name}: {fallback.name} Dice >= {t:g}"})
+    if primary.filter is not None:
+        p = layout.filter(primary.name)
+        for t in dice_levels:
+            levels.append({"sql_condition": dice_at_least_sql(p, t), "label_for_charts": f"Dice >= {t:g}"})
+    levels.append({"sql_condition": f"NOT ({p_null})", "label_for_charts": "else"})
+    if fallback.exact_hash:
+        levels.append({"sql_condition": exact_sql(f"eh_{fallback.name}"),
+                       "label_for_charts": f"no {primary.name}: {fallback.name} exact (keyed hash)"})
+    if fallback.filter is not None:
+        f = layout.filter(fallback.name)
+        for t in dice_levels:
+            levels.append({"sql_condition": dice_at_least_sql(f, t),
+                           "label_for_charts": f"no {primary.name}: {fallback.name} Dice >= {t:g}"})
     levels.append({"sql_condition": "ELSE", "label_for_charts": f"no {primary.name}: {fallback.name} else"})
     return {"output_column_name": primary.name,
             "comparison_description": f"{primary.name}, with {fallback.name} where {primary.name} is missing",
@@ -364,8 +410,7 @@ def comparison_specs(schema: LinkageSchema, layout: RecordLayout,
                  if f.derive_via in TOTAL_DERIVATIONS and f.derive_from in by_name and f.filter is not None
                  and by_name[f.derive_from].filter is not None and not f.exact_hash}
     guarded = {f.derive_from: f for f in fields
-               if f.derive_via in EMBEDDED_DERIVATIONS and f.derive_from in by_name and f.filter is not None
-               and by_name[f.derive_from].filter is not None and not f.exact_hash
+               if f.derive_via in EMBEDDED_DERIVATIONS and f.derive_from in by_name
                and f.derive_from not in fallbacks}
     merged = {f.name for f in fallbacks.values()} | {f.name for f in guarded.values()}
     shared = tuple(f for f in fields if f.normaliser in SHARED_NORMALISERS and f.name not in merged)

@@ -195,7 +195,7 @@ def check_table(m: dict[str, Any], table: pa.Table, schema: LinkageSchema, layou
     required: dict[str, pa.DataType] = {"token": pa.string(), "clk": pa.binary(layout.clk_bytes)}
     for f in layout.filters:
         required[f.source] = pa.binary(f.bits // 8)
-    for c in layout.exact + layout.keys:
+    for c in layout.exact + layout.keys + layout.typo_columns:
         required[c] = pa.int64()
     for c in layout.flags:
         required[c] = pa.bool_()
@@ -276,7 +276,7 @@ def stage_table(m: dict[str, Any], table: pa.Table, layout: RecordLayout, first_
         "package_id": pa.array([m["package_id"]] * n, pa.string()),
         "token": table.column("token"),
     }
-    for c in layout.exact + layout.keys + layout.flags:
+    for c in layout.exact + layout.keys + layout.flags + layout.typo_columns:
         cols[c] = table.column(c)
     packed: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for f in layout.filters:

@@ -10,7 +10,8 @@ table        what
 ``packages`` one row per ingested package (id, agency, dataset, kind, counts,
              content hash, manifest)
 ``records``  one row per encoded record: ``rid`` (hub row id), dataset, kind,
-             package, token, the keyed hashes and blocking keys (BIGINT),
+             package, token, the keyed hashes, blocking keys and typo keys
+             ``vk_<f>_<j>`` (BIGINT),
              each Bloom filter as HUGEINT words ``bf_<f>_<i>`` (128 bits each,
              bit *i* of the filter is bit ``127 - i % 128`` of word ``i // 128``)
              with its popcount ``bf_<f>_pc`` (INTEGER), the record CLK (BLOB),
@@ -118,6 +119,7 @@ class RecordLayout:
     exact_fields: dict[str, str] = field(default_factory=dict)  # eh_ column -> field
     banks: dict[str, int] = field(default_factory=dict)  # field with a salt bank -> slots
     flags: tuple[str, ...] = ()  # ok_<field>: the value passed its check (validity_flag)
+    typo: dict[str, tuple[str, ...]] = field(default_factory=dict)  # field -> its vk_<field>_<j> columns
 
     @classmethod
     def from_schema(cls, schema: LinkageSchema, lsh: tuple[LshBands, ...] = ()) -> RecordLayout:
@@ -145,6 +147,7 @@ class RecordLayout:
             exact_fields={f"eh_{f.name}": f.name for f in schema.exact_fields},
             banks={f.name: len(f.filter.hardening.salt.bank) for f in schema.bank_fields},
             flags=tuple(f"ok_{f.name}" for f in schema.flag_fields),
+            typo={f.name: f.typo_key_columns for f in schema.typo_fields},
         )
 
     def filter(self, field_name: str) -> FilterColumns:
@@ -161,6 +164,11 @@ class RecordLayout:
                 (f.popcount, "INTEGER")]
 
     @property
+    def typo_columns(self) -> tuple[str, ...]:
+        """Every typo-key column (BIGINT), field by field."""
+        return tuple(c for cols in self.typo.values() for c in cols)
+
+    @property
     def lsh_columns(self) -> tuple[str, ...]:
         return tuple(c for b in self.lsh for c in b.columns)
 
@@ -170,6 +178,7 @@ class RecordLayout:
                 ("package_id", "VARCHAR"), ("token", "VARCHAR")]
         cols += [(c, "BIGINT") for c in self.exact + self.keys]
         cols += [(c, "BOOLEAN") for c in self.flags]
+        cols += [(c, "BIGINT") for c in self.typo_columns]
         for f in self.filters:
             cols += [(w, "HUGEINT") for w in f.words]
             cols.append((f.popcount, "INTEGER"))

@@ -123,8 +123,23 @@ the schema's order joined by U+001F, null when any of them is missing.
 ``bool``, true when ``v`` is an 18-character resident ID number whose
 region digits, birth-date digits and check character are valid
 (:func:`linkage.idnumber.parse_ids`), false otherwise, null when ``v`` is
-missing.  Columns in this order: ``bf``, ``eh``, ``bk``, ``ok``, ``clk``,
-``sb``.
+missing.  ``vk_<f>_<j>``, ``j = 0 .. 34`` (fields with ``typo_keys``: ID
+numbers): the keyed exact hashes (the ``eh_<f>`` of the same value) of the ID
+numbers one typo away from ``v`` that pass the MOD 11-2 check -- all null
+unless ``v`` is 17 digits and a check character that does *not* pass it.
+For ``j = 0 .. 16`` (position ``i = j + 1``, 1-based): ``v`` with its
+``i``-th digit replaced by the one digit that makes it pass (null when that
+would have to be 10); ``j = 17``: ``v`` with the right check character;
+for ``j = 18 .. 34`` (``i = j - 17``): ``v`` with characters ``i`` and
+``i + 1`` swapped, null unless they differ, the result is still 17 digits
+and a check character, and it passes.  So a mistyped ID number carries the
+hashes of its one-typo corrections and the hub links it to its true one
+(``eh`` of one side among the ``vk`` of the other), while a number that
+passes the check -- nearly every one -- sends nothing: two numbers that both
+pass never meet here (a single substitution or adjacent transposition
+always changes the check character, 11 being prime), and encoding costs
+hashes only for the few that fail.  Columns in this order: ``bf``, ``eh``, ``bk``, ``ok``, ``vk``,
+``clk``, ``sb``.
 
 **7. Salt banks.**  For a field whose salt has ``on_missing: "bank"`` with
 ``bank: {from, to}``, column ``sb_<f>``: ``binary`` (variable-size, so
@@ -163,11 +178,12 @@ from ._bits import hardening, hashing, kernels, tokens
 from ._bits.hardening import blip_flip_probability
 from ._bits.memo import RunMemo as EncodeCache
 from .errors import SchemaMismatchError
+from .idnumber import CHECK_CHARS, WEIGHTS
 from .keys import LinkageSecret
 from .schema import FieldSpec, Hardening, LinkageSchema
 
 __all__ = ["CHUNK_ROWS", "EncodeCache", "blip_flip_probability", "blip_sensitivity", "encode_records",
-           "encoded_arrow_schema"]
+           "encoded_arrow_schema", "typo_corrections"]
 
 CHUNK_ROWS = 1 << 17  # rows encoded together; bounds the working memory
 UNIT_SEP = "\x1f"
@@ -227,6 +243,7 @@ def encoded_arrow_schema(schema: LinkageSchema) -> pa.Schema:
     cols += [pa.field(f"eh_{f.name}", pa.int64()) for f in schema.exact_fields]
     cols += [pa.field(f"bk_{b.name}", pa.int64()) for b in schema.blocking_keys]
     cols += [pa.field(f"ok_{f.name}", pa.bool_()) for f in schema.flag_fields]
+    cols += [pa.field(c, pa.int64()) for f in schema.typo_fields for c in f.typo_key_columns]
     cols.append(pa.field("clk", pa.binary(schema.clk_output_length // 8), nullable=False))
     cols += [pa.field(f"sb_{f.name}", pa.binary()) for f in schema.bank_fields]  # variable size: nulls are free
     return pa.schema(cols)
@@ -263,6 +280,8 @@ def encode_records(normalised: pd.DataFrame, schema: LinkageSchema, secret: Link
         arrays.append(_blocking(secret.derive("blocking", schema.id, b.name), data, b.fields, n))
     for f in schema.flag_fields:
         arrays.append(_validity(data, f))
+    for f in schema.typo_fields:
+        arrays += _typo_keys(secret.derive("exact", schema.id, f.name), data, f)
     packed, _ = _encode_target(targets["#clk"], data, n, rng)
     arrays.append(_fixed_binary(packed, None))
     for f in schema.bank_fields:
@@ -636,6 +655,78 @@ def _hash_codes(key: bytes, data: _Data, name: str) -> pa.Array:
     if len(idx):
         vals[idx] = _hmac_int64(data, key, data.encoded(name)[idx].tolist())
     return pa.array(vals[np.where(valid, codes, 0)], type=pa.int64(), mask=~valid)
+
+
+def typo_corrections(value: str) -> list[str | None]:
+    """The 35 one-typo corrections of an ID number that fails the MOD 11-2 check (section 6): each
+    an ID number that passes it, or None; 35 Nones for a value that passes or is not 17 digits and
+    a check character."""
+    none: list[str | None] = [None] * 35
+    if len(value) != 18 or not value[:17].isdigit() or not value[:17].isascii() or value[17] not in CHECK_CHARS:
+        return none
+    digits = [int(c) for c in value[:17]]
+    total = sum(d * w for d, w in zip(digits, WEIGHTS, strict=True))
+    want = CHECK_CHARS.index(value[17])  # the remainder the check character stands for
+    if total % 11 == want:
+        return none
+    out = list(none)
+    for i, (d, w) in enumerate(zip(digits, WEIGHTS, strict=True)):
+        new = (want - total + w * d) * pow(w, -1, 11) % 11
+        if new < 10:
+            out[i] = value[:i] + str(new) + value[i + 1:]
+    out[17] = value[:17] + CHECK_CHARS[total % 11]
+    for i in range(17):
+        a, b = value[i], value[i + 1]
+        swapped = value[:i] + b + a + value[i + 2:]
+        if a != b and swapped[:17].isdigit() and swapped[17] in CHECK_CHARS \
+                and CHECK_CHARS[sum(int(c) * w for c, w in zip(swapped[:17], WEIGHTS, strict=True)) % 11] \
+                == swapped[17]:
+            out[18 + i] = swapped
+    return out
+
+
+_REMAINDER = np.full(128, -1, dtype=np.int64)  # check character (code point) -> the remainder it stands for
+_REMAINDER[[ord(c) for c in CHECK_CHARS]] = np.arange(11)
+
+
+def _fails_check(values: list[str]) -> np.ndarray:
+    """Per value: 17 ASCII digits and a check character that does not pass MOD 11-2 (vectorised)."""
+    u = np.asarray(values, dtype="U18")
+    n = len(u)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    cp = u.view(np.uint32).reshape(n, 18).astype(np.int64)
+    shape = np.fromiter((len(v) == 18 for v in values), dtype=bool, count=n)
+    digits = cp[:, :17] - 48
+    shape &= ((digits >= 0) & (digits <= 9)).all(axis=1) & (cp[:, 17] < 128)
+    want = _REMAINDER[np.minimum(cp[:, 17], 127)]
+    shape &= want >= 0
+    total = (np.where(shape[:, None], digits, 0) * np.asarray(WEIGHTS, dtype=np.int64)).sum(axis=1) % 11
+    return shape & (total != want)
+
+
+def _typo_keys(key: bytes, data: _Data, field: FieldSpec) -> list[pa.Array]:
+    """``vk_<f>_<j>``: the exact hashes (``key``: the field's exact-hash key) of every row's one-typo
+    corrections, computed for the distinct values that fail the check only."""
+    cols = field.typo_key_columns
+    col = data.column(field.name)
+    valid = col.codes >= 0
+    used = np.zeros(len(col.uniques) + 1, dtype=bool)  # + 1: all-missing column
+    used[col.codes[valid]] = True
+    idx = np.flatnonzero(used[:-1])
+    vals = np.zeros((len(used), len(cols)), dtype=np.int64)
+    have = np.zeros((len(used), len(cols)), dtype=bool)
+    if len(idx):
+        failing = idx[_fails_check([col.uniques[i] for i in idx.tolist()])]
+        fixes = [typo_corrections(col.uniques[i]) for i in failing.tolist()]
+        if fixes:
+            mask = np.array([[m is not None for m in row] for row in fixes], dtype=bool)
+            block = np.zeros(mask.shape, dtype=np.int64)
+            block[mask] = _hmac_int64(data, key, [m.encode() for row in fixes for m in row if m is not None])
+            vals[failing] = block
+            have[failing] = mask
+    rows = np.where(valid, col.codes, len(used) - 1)
+    return [pa.array(vals[rows, j], type=pa.int64(), mask=~have[rows, j]) for j in range(len(cols))]
 
 
 def _blocking(key: bytes, data: _Data, names: tuple[str, ...], n: int) -> pa.Array:

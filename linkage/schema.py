@@ -26,6 +26,10 @@ BUILTIN_SCHEMAS = ("judicial-assistance", "febrl")
 
 MAX_BANK_SLOTS = 256
 VALIDITY_NORMALISERS = frozenset({"id_number"})  # normalisers with a check a validity flag reports
+#: Normalisers whose values carry a check character, and their width: a field with ``typo_keys``
+#: sends ``2 * width - 1`` typo keys, the hashes of a failing value's one-typo corrections
+#: (linkage.encode, section 6).
+TYPO_KEY_WIDTHS = {"id_number": 18}
 
 
 @dataclass(frozen=True)
@@ -98,12 +102,22 @@ class FieldSpec:
     exact_hash: bool = False
     frequency_adjust: bool = False
     validity_flag: bool = False  # send ok_<field>: the value passed its check (ID numbers)
+    typo_keys: bool = False  # send vk_<field>_<j>: exact hashes of a failing value's one-typo corrections
     derive_from: str | None = None
     derive_via: str | None = None
     description: str = ""
     #: Every (from, via) the field is filled from, tried in order; ``derive_from``/``derive_via``
     #: are the first.
     derive_chain: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def typo_key_columns(self) -> tuple[str, ...]:
+        """The ``vk_<field>_<j>`` columns of a field with ``typo_keys`` (none otherwise): one per
+        position of the normaliser's fixed width (a substitution there), then one per adjacent pair
+        (a transposition)."""
+        if not self.typo_keys:
+            return ()
+        return tuple(f"vk_{self.name}_{j}" for j in range(2 * TYPO_KEY_WIDTHS[self.normaliser] - 1))
 
 
 @dataclass(frozen=True)
@@ -163,6 +177,11 @@ class LinkageSchema:
     def flag_fields(self) -> tuple[FieldSpec, ...]:
         """Fields that send a validity flag ``ok_<field>`` (``validity_flag``)."""
         return tuple(f for f in self.fields if f.validity_flag)
+
+    @property
+    def typo_fields(self) -> tuple[FieldSpec, ...]:
+        """Fields that send typo keys ``vk_<field>_<j>`` (``typo_keys``)."""
+        return tuple(f for f in self.fields if f.typo_keys)
 
     @property
     def bank_fields(self) -> tuple[FieldSpec, ...]:
@@ -245,6 +264,12 @@ def _meaning_problems(doc: dict[str, Any]) -> list[Problem]:
         if f.get("validity_flag") and f["normaliser"] not in VALIDITY_NORMALISERS:
             problems.append(Problem(f"{here}.validity_flag", "only for fields normalised as "
                                     + ", ".join(sorted(VALIDITY_NORMALISERS))))
+        if f.get("typo_keys"):
+            if f["normaliser"] not in TYPO_KEY_WIDTHS:
+                problems.append(Problem(f"{here}.typo_keys", "only for fields normalised as "
+                                        + ", ".join(sorted(TYPO_KEY_WIDTHS))))
+            if not f.get("exact_hash"):
+                problems.append(Problem(f"{here}.typo_keys", "needs exact_hash"))
     if not any(f.get("clk") for f in fields):
         problems.append(Problem("$.fields", "no field contributes to the record CLK"))
     problems += _hardening_problems(doc["clk"].get("hardening") or {}, doc["clk"]["length"], "$.clk.hardening", by_name, None)
@@ -313,6 +338,7 @@ def schema_from_document(doc: Any, source: str = "<schema>") -> LinkageSchema:
             exact_hash=bool(f.get("exact_hash", False)),
             frequency_adjust=bool(f.get("frequency_adjust", False)),
             validity_flag=bool(f.get("validity_flag", False)),
+            typo_keys=bool(f.get("typo_keys", False)),
             derive_from=d.get("from"),
             derive_via=d.get("via"),
             description=f.get("description", ""),

@@ -13,7 +13,8 @@ ones -- the standard trick of the published attacks.
 Public surface:
 
 * :class:`Target` and :func:`targets_of` -- one attackable column of the
-  encoded table (``bf_<f>``, ``clk``, ``eh_<f>``, ``bk_<k>``) and what it
+  encoded table (``bf_<f>``, ``clk``, ``eh_<f>``, ``bk_<k>``, the typo keys
+  ``vk_<f>_<j>``) and what it
   encodes: which plaintext fields, salt, length, hardening.
 * :func:`units_of` -- the *unit* each row encodes (the salted value, the
   hashed key tuple ...) as one string, and the value re-identification is
@@ -37,7 +38,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from linkage.encode import blip_flip_probability, blip_sensitivity, encode_records
+from linkage.encode import blip_flip_probability, blip_sensitivity, encode_records, typo_corrections
 from linkage.keys import LinkageSecret
 from linkage.schema import LinkageSchema, Tokeniser
 
@@ -55,7 +56,7 @@ PUBLIC_AS_OF = dt.date(2024, 6, 30)
 class Target:
     """One attackable column and what it encodes."""
 
-    column: str  # bf_<f> | clk | eh_<f> | bk_<k>
+    column: str  # bf_<f> | clk | eh_<f> | bk_<k> | vk_<f>_<j>
     kind: str  # "filter" | "clk" | "hash"
     fields: tuple[str, ...]  # plaintext fields the column is made of
     score_field: str | None  # the field whose value counts as re-identified (None: the whole unit)
@@ -68,6 +69,7 @@ class Target:
     tokenisers: tuple[Tokeniser, ...] = ()
     bits: tuple[int, ...] = ()  # k (bits_per_token) or B (bits_per_feature), per field
     per_feature: tuple[bool, ...] = ()
+    typo: tuple[int, int] | None = None  # a typo key: (its index j, the field's width)
 
     @property
     def noise(self) -> float:
@@ -105,6 +107,10 @@ def targets_of(schema: LinkageSchema) -> list[Target]:
         out.append(Target(column=f"eh_{f.name}", kind="hash", fields=(f.name,), score_field=None))
     for b in schema.blocking_keys:
         out.append(Target(column=f"bk_{b.name}", kind="hash", fields=tuple(b.fields), score_field=None))
+    for f in schema.typo_fields:
+        cols = f.typo_key_columns
+        out += [Target(column=c, kind="hash", fields=(f.name,), score_field=None, typo=(j, (len(cols) + 1) // 2))
+                for j, c in enumerate(cols)]
     return out
 
 
@@ -125,6 +131,11 @@ def units_of(target: Target, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarra
     cols = [frame[f].to_numpy(dtype=object) if f in frame.columns else np.full(n, None, dtype=object)
             for f in target.fields]
     miss = [_missing(c) for c in cols]
+    if target.kind == "hash" and target.typo is not None:  # the message the key hashes (encode, section 6)
+        j, _ = target.typo
+        units = np.array([None if m else typo_corrections(str(v))[j]
+                          for v, m in zip(cols[0], miss[0], strict=True)], dtype=object)
+        return units, units.copy()
     if target.kind == "hash":
         null = np.logical_or.reduce(miss)
         units = np.array([SEP.join(parts) for parts in zip(*[c.astype(str) for c in cols], strict=True)],

@@ -70,6 +70,7 @@ class Variant:
     bits_per_token: int | None = None
     clk: dict[str, Any] | None = None
     note: str = ""
+    unhardened: bool = False  # start from unhardened_document(doc): every field compared by similarity
 
 
 def _subst(obj: Any, salt: str | None) -> Any:
@@ -80,10 +81,38 @@ def _subst(obj: Any, salt: str | None) -> Any:
     return obj
 
 
+#: The Bloom filters the built-in schema gave, before hardening, to the fields it now sends as keyed
+#: hashes only (issue 8: the ID number as exact hash + typo keys), per normaliser.
+UNHARDENED_FILTERS: dict[str, dict[str, Any]] = {
+    "id_number": {"length": 512, "bits_per_token": 10},
+    "date": {"length": 256, "bits_per_token": 8},
+    "phone": {"length": 256, "bits_per_token": 8},
+    "address": {"length": 1024, "bits_per_feature": 300},
+}
+
+
+def unhardened_document(doc: dict[str, Any]) -> dict[str, Any]:
+    """The unhardened encoding of schema document ``doc`` -- what the issue's F1 target compares
+    against: no hardening on any filter or the CLK, no typo keys, and every field of
+    :data:`UNHARDENED_FILTERS`' normalisers (with an n-gram tokeniser) compared by a field filter
+    of that geometry, as before hardening replaced it with keyed hashes."""
+    doc = copy.deepcopy(doc)
+    for f in doc["fields"]:
+        f.pop("typo_keys", None)
+        if f.get("filter") is None and f["normaliser"] in UNHARDENED_FILTERS and f["tokeniser"]["kind"] != "exact":
+            f["filter"] = copy.deepcopy(UNHARDENED_FILTERS[f["normaliser"]])
+        if f.get("filter") is not None:
+            f["filter"].pop("hardening", None)
+    doc["clk"].pop("hardening", None)
+    doc["id"] = f"{doc['id']}-unhardened"[:60]
+    return doc
+
+
 def apply_variant(doc: dict[str, Any], variant: Variant, fields: Iterable[str], salt: str | None) -> dict[str, Any]:
     """A copy of schema document ``doc`` with ``variant`` applied to the filters of
-    ``fields`` (and to the CLK when the variant says so)."""
-    doc = copy.deepcopy(doc)
+    ``fields`` (and to the CLK when the variant says so); a variant marked ``unhardened``
+    starts from :func:`unhardened_document`."""
+    doc = unhardened_document(doc) if variant.unhardened else copy.deepcopy(doc)
     fields = set(fields)
     for f in doc["fields"]:
         flt = f.get("filter")
@@ -118,7 +147,8 @@ def default_variants(salt: str | None, quick: bool = False, *, clk: bool = True)
     nearly half the bits.
     """
     s = {"field": "$salt", "on_missing": "unsalted"}
-    none = Variant("none", {}, clk={}, note="no hardening at all (name filters and CLK)")
+    none = Variant("none", {}, clk={}, unhardened=True,
+                   note="no hardening at all: every filter and the CLK; ID numbers and the rest by filter")
     if quick:
         return [none, Variant("default", None, note="the schema as shipped")]
     out = [
@@ -155,7 +185,7 @@ def bank_variants(salt: str) -> list[Variant]:
     no name filter (``on_missing: "null"``), an unsalted one, or a bank under BLIP."""
     bank = {"field": "$salt", "on_missing": "bank", "bank": {"from": 1900, "to": 2030}}
     return [
-        Variant("none", {}, clk={}, note="no hardening at all"),
+        Variant("none", {}, clk={}, unhardened=True, note="no hardening at all"),
         Variant("default", None, note="the schema as shipped: salt bank where the year is missing"),
         Variant("salt_null", {"salt": {"field": "$salt", "on_missing": "null"}, "permute": True},
                 note="no name filter without a year"),

@@ -27,6 +27,7 @@ from linkage.encode import (
     blip_sensitivity,
     encode_records,
     encoded_arrow_schema,
+    typo_corrections,
 )
 from linkage.errors import SchemaMismatchError
 from linkage.keys import LinkageSecret
@@ -80,8 +81,11 @@ def table(judicial):
 def test_columns_types_and_lengths(judicial, table):
     assert table.schema == encoded_arrow_schema(judicial)
     names = table.column_names
-    assert names[:6] == ["bf_name", "bf_name_pinyin", "bf_id_number", "bf_birth_date", "bf_phone",
-                         "bf_address"]
+    bf = [f"bf_{f.name}" for f in judicial.filter_fields]
+    assert names[:len(bf)] == bf and "bf_name" in bf and "bf_id_number" not in bf  # typo keys instead
+    vk = [f"vk_id_number_{j}" for j in range(35)]  # 18 positions, 17 adjacent pairs
+    assert names[names.index("ok_id_number") + 1:names.index("clk")] == vk
+    assert all(table.schema.field(c).type == pa.int64() for c in vk)
     assert names[-3:] == ["clk", "sb_name", "sb_name_pinyin"]  # salt banks last
     assert "eh_id_number" in names and "bk_dob_sex" in names
     for f in judicial.filter_fields:
@@ -97,9 +101,9 @@ def test_null_rules(table):
     assert rows[1]["bf_name"] is None  # salted by birth_year with on_missing bank, year missing
     assert rows[1]["sb_name"] is not None and rows[0]["sb_name"] is None  # ... so it has a bank
     assert rows[2]["sb_name"] is None  # no name: no bank
-    assert rows[1]["bf_address"] is not None  # short unpadded value: one whole-value token
     assert rows[2]["bf_name"] is None and rows[2]["eh_phone"] is None  # None and "" are missing
-    assert rows[2]["bf_birth_date"] is None
+    assert rows[2]["eh_birth_date"] is None and rows[0]["eh_birth_date"] is not None
+    assert rows[1]["eh_id_number"] is None and rows[1]["vk_id_number_0"] is None
     assert rows[1]["bk_dob_sex"] is None and rows[0]["bk_dob_sex"] is not None
     assert rows[2]["bk_name_dob"] is None
 
@@ -142,7 +146,8 @@ def test_salt_changes_filter_not_clk_contribution(table):
     # rows 0 and 3: same name, birth years 1990 / 1991
     assert rows[0]["bf_name"] != rows[3]["bf_name"]
     assert rows[0]["bf_name_pinyin"] != rows[3]["bf_name_pinyin"]
-    assert rows[0]["bf_id_number"] == rows[3]["bf_id_number"]
+    assert rows[0]["eh_id_number"] == rows[3]["eh_id_number"]
+    assert rows[0]["vk_id_number_0"] == rows[3]["vk_id_number_0"]
 
 
 def test_unsalted_on_missing_hashes_bare_token(judicial):
@@ -160,7 +165,10 @@ def test_unsalted_on_missing_hashes_bare_token(judicial):
 
 
 def _schema_with(hard: dict, clk_hard: dict | None = None, **filter_kw):
+    """The judicial schema with a Bloom filter on the ID number (which ships with typo keys instead)
+    hardened by ``hard``: a digit field to test hardening on."""
     doc = judicial_doc()
+    doc["fields"][2].setdefault("filter", {"length": 512, "bits_per_token": 10})
     if "bits_per_feature" in filter_kw:
         del doc["fields"][2]["filter"]["bits_per_token"]
     doc["fields"][2]["filter"].update(filter_kw)
@@ -359,3 +367,74 @@ def test_validity_flag_says_whether_the_id_number_passes_its_check(judicial):
     assert got == [True, False, None, False]
     for rec, flag in zip(rows, got, strict=True):
         assert reference.encode_record(rec, judicial_doc(), SECRET.value)["ok_id_number"] == flag
+
+
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+
+
+def _with_check(first17: str) -> str:
+    return first17 + "10X98765432"[sum(int(c) * w for c, w in zip(first17, _ID_WEIGHTS, strict=True)) % 11]
+
+
+def _passes(ids: list[str]) -> np.ndarray:
+    from linkage import idnumber
+
+    return pd.isna(idnumber.id_problems(np.asarray(ids, dtype=object)))
+
+
+def _typo_keys(schema, ids: list[str | None]) -> list[list[int | None]]:
+    t = encode_records(frame([{"id_number": v} for v in ids], schema), schema, SECRET)
+    cols = schema.field("id_number").typo_key_columns
+    return [list(r) for r in zip(*(t[c].to_pylist() for c in cols), strict=True)]
+
+
+def test_typo_keys_of_a_mistyped_id_are_the_exact_hashes_of_its_corrections(judicial):
+    valid = _with_check("52219919900307123")
+    assert _passes([valid]).all()
+    digit = valid[:9] + str((int(valid[9]) + 4) % 10) + valid[10:]  # position 10 changed
+    swapped = valid[:6] + valid[7] + valid[6] + valid[8:]  # positions 7 and 8 swapped
+    check = valid[:17] + ("0" if valid[17] != "0" else "1")  # the check character mistyped
+    two = digit[:3] + str((int(digit[3]) + 1) % 10) + digit[4:]  # two substitutions
+    ids = [valid, digit, swapped, check, two, None, valid[:17]]
+    t = encode_records(frame([{"id_number": v} for v in ids], judicial), judicial, SECRET)
+    eh = t["eh_id_number"].to_pylist()
+    keys = _typo_keys(judicial, ids)
+    assert keys[0] == [None] * 35  # a number that passes sends no typo key
+    assert keys[1][9] == eh[0] and keys[1].count(eh[0]) == 1  # the substitution at position 10 undone
+    assert keys[2][18 + 6] == eh[0] and keys[2].count(eh[0]) == 1  # the swap of positions 7-8 undone
+    assert keys[3][17] == eh[0]  # the right check character
+    assert eh[0] not in keys[4]  # two typos: not one typo apart
+    assert keys[5] == [None] * 35 and keys[6] == [None] * 35  # missing; 17 characters
+    # every key is a number one typo from the mistyped one whose check character is right
+    from linkage.idnumber import check_digit
+
+    fixes = typo_corrections(digit)
+    assert [f is not None for f in fixes] == [k is not None for k in keys[1]]
+    assert all(f[17] == check_digit(f[:17]) and sum(a != b for a, b in zip(f, digit)) in (1, 2) for f in fixes if f)
+    assert encode_records(frame([{"id_number": digit}], judicial), judicial, OTHER)["vk_id_number_9"][0].as_py() \
+        != keys[1][9]  # keyed
+
+
+def test_two_ids_that_pass_the_check_never_meet_through_typo_keys(judicial):
+    rng = np.random.default_rng(5)
+    ids = [_with_check("522199" + f"{1950 + int(rng.integers(60))}0{1 + int(rng.integers(9))}1"
+                       f"{int(rng.integers(10))}{int(rng.integers(1000)):03d}") for _ in range(30)]
+    assert _passes(ids).all()
+    # every one-substitution / adjacent-transposition neighbour of each ID
+    neighbours = set()
+    for v in ids:
+        for i in range(18):
+            for c in "0123456789X":
+                if c != v[i]:
+                    neighbours.add(v[:i] + c + v[i + 1:])
+        for i in range(17):
+            neighbours.add(v[:i] + v[i + 1] + v[i] + v[i + 2:])
+    neighbours -= set(ids)
+    assert not _passes(sorted(neighbours)).any()  # MOD 11-2: any such typo breaks the check
+    assert _typo_keys(judicial, ids) == [[None] * 35] * len(ids)  # valid numbers send no key at all
+    # and every well-formed one-typo variant of a number lists that number among its corrections
+    for v in ids[:3]:
+        variants = {v[:i] + c + v[i + 1:] for i in range(17) for c in "0123456789" if c != v[i]}
+        variants |= {v[:17] + c for c in "0123456789X" if c != v[17]}
+        variants |= {v[:i] + v[i + 1] + v[i] + v[i + 2:] for i in range(16) if v[i] != v[i + 1]}
+        assert len(variants) >= 17 * 9 and all(v in typo_corrections(w) for w in variants)

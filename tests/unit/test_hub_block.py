@@ -176,3 +176,39 @@ def test_pair_budget_caps_a_generator(tmp_path):
                          clk_candidates=ClkCandidateConfig(enabled=False), max_pairs_per_record=5)
     res = build_blocked_pairs(con, "hub.records", layout, cfg)
     assert res.pairs == 0 and "at most 1" in res.rules[0].description
+
+
+def test_typo_keys_block_a_mistyped_id_number_with_its_true_one(tmp_path):
+    """A field with typo keys: the pairs where one side's exact hash is among the other's typo keys
+    (a mistyped number's corrections) are blocked whenever the field's exact hash is a blocking key,
+    and only then."""
+    from test_hub_fixtures import tiny_schema_doc
+
+    from linkage.schema import schema_from_document
+
+    doc = tiny_schema_doc()
+    doc["fields"][0]["typo_keys"] = True
+    s = schema_from_document(doc, "typo")
+    rng = np.random.default_rng(23)
+    people = make_people(s, 200, rng)
+    a = encoded_table(people, np.arange(200), rng)
+    b = encoded_table(people, np.arange(200), rng, typo={"eh_id_number": 1.0, "bk_dob_name": 1.0},
+                      missing={"phone": 1.0})
+    db = tmp_path / "hub.duckdb"
+    ingest_opened(db, [Opened(manifest(s, a, "a", "victims"), a), Opened(manifest(s, b, "b", "roster"), b)],
+                  schema=s, lsh_seed=4)
+    layout = RecordLayout.from_schema(s, read_meta(connect(db, read_only=True)).lsh)
+    assert layout.typo == {"id_number": tuple(f"vk_id_number_{j}" for j in range(35))}
+    con = duckdb.connect()
+    con.execute("ATTACH ? AS hub (READ_ONLY)", [str(db)])
+    con.execute("CREATE TABLE truth AS SELECT x.rid AS rid_l, y.rid AS rid_r FROM hub.records x"
+                " JOIN hub.records y ON y.rid = x.rid + 200")
+    keyed_only = BlockingConfig(lsh=LshConfig(enabled=False), clk_candidates=ClkCandidateConfig(enabled=False))
+    res = build_blocked_pairs(con, "hub.records", layout, keyed_only, output="bp_keyed")
+    assert con.execute(blocking_recall_sql("bp_keyed", "truth")).fetchall()[0] == (200, 200)
+    assert res.rules[-1].description.startswith("id_number: exact hash or one of 35 typo keys shared")
+    assert res.pairs == 200  # the other corrections are nobody's number: nothing else is blocked
+    without = BlockingConfig(keys=("eh_phone",), lsh=LshConfig(enabled=False),
+                             clk_candidates=ClkCandidateConfig(enabled=False))
+    build_blocked_pairs(con, "hub.records", layout, without, output="bp_without")
+    assert con.execute(blocking_recall_sql("bp_without", "truth")).fetchall()[0] == (200, 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 from test_hub_fixtures import encoded_table, make_people, manifest, tiny_schema
@@ -147,8 +148,15 @@ def test_comparison_levels_from_the_schema():
     assert comps["id_number"]["comparison_levels"][0]["is_null_level"] is True
     judicial = load_schema("judicial-assistance")
     jspecs = comparison_specs(judicial, RecordLayout.from_schema(judicial), (0.9, 0.7))
-    # pinyin is the name's fallback (derived from it: one comparison, not two agreeing twice)
-    assert [c.name for c in jspecs] == ["name", "id_number", "household"]
+    # pinyin is the name's fallback (derived from it: one comparison, not two agreeing twice); the
+    # address has no filter (only in the CLK), so the phone is the only household value compared
+    assert [c.name for c in jspecs] == ["name", "id_number", "phone"]
+    # the ID number by keyed hash and typo keys, no filter; the birth date (exact) where it is missing
+    assert [lv["label_for_charts"] for lv in jspecs[1].doc["comparison_levels"]] == [
+        "null", "exact (keyed hash)", "one typo apart (typo keys)", "different, both pass the check", "else",
+        "no id_number: birth_date exact (keyed hash)", "no id_number: birth_date else"]
+    assert set(jspecs[1].columns) == {"eh_id_number", "ok_id_number", "eh_birth_date",
+                                      *(f"vk_id_number_{j}" for j in range(35))}
     assert jspecs[0].fields == ("name", "name_pinyin")
     # the names are salted with a bank for yearless records: bank levels first (hub.saltbank)
     assert [lv["label_for_charts"] for lv in jspecs[0].doc["comparison_levels"]] == [
@@ -323,3 +331,47 @@ def test_two_different_id_numbers_that_both_pass_the_check_get_their_own_level()
         assert gamma == want, (rl, rr)
         seen.add(want)
     assert {7, 6, 3} <= seen and seen & {4, 5}  # every kind of level reached
+
+
+def test_id_number_typo_keys_by_their_rows():
+    """An ID number without a filter: exact, one typo apart (typo keys), both pass the check, else --
+    and the birth date's exact hash only where an ID number is missing."""
+    from splink import SettingsCreator
+    from test_hub_fixtures import tiny_schema_doc
+
+    from linkage.encode import encode_records
+    from linkage.keys import LinkageSecret
+    from linkage.schema import schema_from_document
+
+    doc = tiny_schema_doc()
+    ident, dob = doc["fields"][0], doc["fields"][1]
+    del ident["filter"], dob["filter"]
+    ident.update(validity_flag=True, typo_keys=True)
+    dob["exact_hash"] = True
+    s = schema_from_document(doc, "typo")
+    weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+
+    def valid(first17):
+        return first17 + "10X98765432"[sum(int(c) * w for c, w in zip(first17, weights, strict=True)) % 11]
+
+    a, b = valid("52219919900307123"), valid("52219919851111456")
+    ids = [a, a[:5] + "7" + a[6:], a[:8] + a[9] + a[8] + a[10:], a[:3] + "0" + a[4:7] + "0" + a[8:], b, None, None]
+    dates = ["1990-03-07", "1990-03-07", "1990-03-07", "1990-03-07", "1985-11-11", "1990-03-07", "1985-11-11"]
+    frame = pd.DataFrame({f: [None] * len(ids) for f in s.field_names}, dtype=object)
+    frame["id_number"], frame["birth_date"] = ids, dates
+    t = encode_records(frame, s, LinkageSecret(bytes(range(32))))
+    t = t.append_column("token", pa.array([f"{i:032x}" for i in range(len(ids))]))
+    con, layout = _pairs_table(t, s)
+    comp = comparison_specs(s, layout, (0.9,))[0]
+    assert comp.fields == ("id_number", "birth_date")
+    settings = SettingsCreator(link_type="dedupe_only", unique_id_column_name="rid",
+                               comparisons=[comp.doc]).get_settings("duckdb")
+    case = settings.comparisons[0]._case_statement
+    got = {(rl - 1, rr - 1): g for rl, rr, g in
+           con.execute(f"SELECT rid_l, rid_r, {case} FROM pairs WHERE rid_l < rid_r").fetchall()}
+    # 5 exact, 4 one typo apart, 3 both pass the check, 2 else, 1 / 0: birth date (no ID) equal / not
+    assert got[(0, 1)] == 4 and got[(0, 2)] == 4  # a substitution, a swap
+    assert got[(0, 3)] == 2  # two substitutions: not one typo, and one side fails the check
+    assert got[(1, 2)] == 2  # two typos of the same number: no key in common
+    assert got[(0, 4)] == 3  # two valid numbers
+    assert got[(0, 5)] == 1 and got[(4, 5)] == 0 and got[(4, 6)] == 1 and got[(5, 6)] == 0

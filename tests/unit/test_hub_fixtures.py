@@ -83,7 +83,7 @@ class People:
 
     schema: LinkageSchema
     filters: dict[str, np.ndarray]  # field -> (n, bits) bool
-    hashes: dict[str, np.ndarray]  # eh_/bk_ column -> (n,) int64
+    hashes: dict[str, np.ndarray]  # eh_/bk_/vk_ column -> (n,) int64
     clk: np.ndarray  # (n, bits) bool
 
 
@@ -94,6 +94,8 @@ def make_people(schema: LinkageSchema, n: int, rng: np.random.Generator, density
         filters[f.name] = np.stack([_random_filter(rng, bits, max(4, int(density * bits))) for _ in range(n)])
     hashes = {f"eh_{f.name}": rng.integers(-2**63, 2**63 - 1, n, dtype=np.int64) for f in schema.exact_fields}
     hashes.update({f"bk_{k.name}": rng.integers(-2**63, 2**63 - 1, n, dtype=np.int64) for k in schema.blocking_keys})
+    hashes.update({c: rng.integers(-2**63, 2**63 - 1, n, dtype=np.int64)
+                   for f in schema.typo_fields for c in f.typo_key_columns})
     clk_bits = schema.clk_output_length
     clk = np.stack([_random_filter(rng, clk_bits, int(0.3 * clk_bits)) for _ in range(n)])
     return People(schema, filters, hashes, clk)
@@ -105,7 +107,9 @@ def encoded_table(people: People, persons: np.ndarray, rng: np.random.Generator,
     """One record per entry of ``persons``: near-duplicates of those people.
 
     ``moved``: fraction of each filter's set bits moved elsewhere (Dice about 1 - moved);
-    ``typo``: per eh_/bk_ column, probability the hash is replaced (and the filter noisier);
+    ``typo``: per eh_/bk_ column, probability the hash is replaced (and the filter noisier; for a
+    field with typo keys, a replaced hash comes with the true one among its typo keys, as a
+    mistyped ID number's corrections do; a kept one with none);
     ``missing``: per field, probability the value (filter and hash) is null.
     """
     typo = typo or {}
@@ -123,11 +127,23 @@ def encoded_table(people: People, persons: np.ndarray, rng: np.random.Generator,
         mask = null_of.get(f.name, np.zeros(n, bool))
         cols[f"bf_{f.name}"] = pa.array([None if mask[r] else rows[r] for r in range(n)],
                                         pa.binary(f.filter.output_length // 8))
+    typo_of = {c: f for f in people.schema.typo_fields for c in f.typo_key_columns}
+    kept = {f.name: rng.integers(len(f.typo_key_columns), size=n) for f in people.schema.typo_fields}
+    mistyped: dict[str, np.ndarray] = {}
     for c, values in people.hashes.items():
         v = values[persons].copy()
+        if c in typo_of:  # a valid number sends no typo key; a mistyped one its true number's hash at
+            f = typo_of[c]  # one position and other corrections at some others
+            wrong = mistyped.get(f"eh_{f.name}", np.zeros(n, bool))
+            here = kept[f.name] == f.typo_key_columns.index(c)
+            v = np.where(here, people.hashes[f"eh_{f.name}"][persons], v)
+            absent = ~wrong | (~here & (rng.random(n) < 0.5)) | null_of.get(f.name, np.zeros(n, bool))
+            cols[c] = pa.array(np.where(absent, 0, v), pa.int64(), mask=absent)
+            continue
         changed = rng.random(n) < typo.get(c, 0.0)
-        v[changed] = rng.integers(-2**63, 2**63 - 1, int(changed.sum()), dtype=np.int64)
+        mistyped[c] = changed
         field = c[3:] if c.startswith("eh_") else None
+        v[changed] = rng.integers(-2**63, 2**63 - 1, int(changed.sum()), dtype=np.int64)
         mask = null_of.get(field, np.zeros(n, bool)) if field else np.zeros(n, bool)
         cols[c] = pa.array(v, pa.int64(), mask=mask)
     clk = people.clk[persons]
@@ -215,7 +231,8 @@ def test_tables_follow_the_contract():
     rng = np.random.default_rng(2)
     t = encoded_table(make_people(s, 5, rng), np.arange(5), rng)
     assert t.column_names[0] == "token"
-    assert t.schema.field("bf_address").type == pa.binary(128)
+    assert t.schema.field("bf_name").type == pa.binary(64)
+    assert t.schema.field("vk_id_number_34").type == pa.int64()
     assert t.schema.field("eh_id_number").type == pa.int64()
     assert t.schema.field("bk_dob_sex").type == pa.int64()
     assert t.schema.field("clk").type == pa.binary(s.clk_output_length // 8)

