@@ -63,8 +63,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ._agency_e2e import _memory_kib, _tree_pids
-from ._common import log
+from ._common import log, memory_kib, tree_pids
 from .scale import opened_packages, prepare
 
 QUICK_SIZE = 10_000
@@ -102,8 +101,8 @@ class TreeSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            pids = [p for p in _tree_pids(self.root) if p not in self.exclude]
-            self.peak_kib = max(self.peak_kib, sum(_memory_kib(p)[0] for p in pids))
+            pids = [p for p in tree_pids(self.root) if p not in self.exclude]
+            self.peak_kib = max(self.peak_kib, sum(memory_kib(p)[0] for p in pids))
             for p in pids:
                 c = self._cpu_seconds(p)
                 if c is not None:
@@ -111,7 +110,7 @@ class TreeSampler:
             self._stop.wait(self.every)
 
     def __enter__(self) -> TreeSampler:
-        for p in _tree_pids(self.root):
+        for p in tree_pids(self.root):
             c = self._cpu_seconds(p)
             if c is not None and p not in self.exclude:
                 self.baseline[p] = c
