@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import log
+from ._common import log, memory_kib, tree_pids
 
 PASSPHRASE = "benchmark-passphrase-123"
 AGENCY = "civil-affairs-bureau"
@@ -84,33 +84,6 @@ def make_federation(root: Path) -> dict[str, Path]:
             "mapping": root / "mapping.json"}
 
 
-def _tree_pids(root_pid: int) -> list[int]:
-    """``root_pid`` and all its descendants (from /proc)."""
-    parent: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                parent[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-    tree = [root_pid]
-    for pid in tree:  # grows while walking
-        tree.extend(p for p, pp in parent.items() if pp == pid and p not in tree)
-    return tree
-
-
-def _memory_kib(pid: int) -> tuple[int, int]:
-    """(RSS, PSS) of one process, KiB; zeros once it is gone."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            fields = dict(line.split(":", 1) for line in f if line[:4] in ("Rss:", "Pss:"))
-        return int(fields["Rss"].split()[0]), int(fields["Pss"].split()[0])
-    except (OSError, KeyError, ValueError):
-        return 0, 0
-
-
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -153,8 +126,8 @@ def run_encode(rows: int, workers: int, export: Path | None = None) -> dict:
             nonlocal peak_rss, peak_pss
             while not done.is_set():
                 rss = pss = 0
-                for pid in _tree_pids(proc.pid):
-                    r, p = _memory_kib(pid)
+                for pid in tree_pids(proc.pid):
+                    r, p = memory_kib(pid)
                     rss, pss = rss + r, pss + p
                     per_process[pid] = max(per_process.get(pid, 0), r)
                     cpu_ticks[pid] = max(cpu_ticks.get(pid, 0), _cpu_ticks(pid))
