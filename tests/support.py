@@ -53,3 +53,19 @@ def make_federation(root: Path, agencies: dict[str, list[str]], *, schema: str =
     roster = root / "roster.json"
     write_roster(roster, doc)
     return Federation(root, secret, roster, hub_key, ids)
+
+
+def dibao_encode_inputs(root: Path, rows: int, seed: int) -> tuple[Federation, Path, Path]:
+    """A federation with the benchmark's civil-affairs agency, a synthetic 低保 export of ``rows``
+    rows and its mapping file, under ``root``: what ``agency-kit encode`` needs (the caller sets
+    AIDLINK_PASSPHRASE to PASSPHRASE)."""
+    import json
+
+    from benchmarks._agency_e2e import AGENCY, MAPPING, write_export
+
+    fed = make_federation(root / "fed", {AGENCY: ["civil_affairs_dibao"]})
+    export = root / "dibao.csv"
+    write_export(export, rows, seed=seed)
+    mapping = root / "mapping.json"
+    mapping.write_text(json.dumps(MAPPING, ensure_ascii=False), "utf-8")
+    return fed, export, mapping

@@ -10,7 +10,6 @@ All data are synthetic (the project's ``synthetic`` package or invented literals
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -63,15 +62,11 @@ def test_encoded_parquet_compresses_only_what_shrinks(tmp_path, monkeypatch):
 
     from agency_kit import encode_cmd
     from agency_kit.cli import cli
-    from benchmarks._agency_e2e import AGENCY, MAPPING, write_export
-    from tests.support import PASSPHRASE, make_federation
+    from benchmarks._agency_e2e import AGENCY
+    from tests.support import PASSPHRASE, dibao_encode_inputs
 
-    fed = make_federation(tmp_path / "fed", {AGENCY: ["civil_affairs_dibao"]})
+    fed, export, mapping = dibao_encode_inputs(tmp_path, 300, seed=4)
     monkeypatch.setenv("AIDLINK_PASSPHRASE", PASSPHRASE)
-    export = tmp_path / "dibao.csv"
-    write_export(export, 300, seed=4)
-    mapping = tmp_path / "mapping.json"
-    mapping.write_text(json.dumps(MAPPING, ensure_ascii=False), "utf-8")
     seen: dict[str, str] = {}
     real = encode_cmd.write_package
 

@@ -244,18 +244,14 @@ def test_a_pool_run_encodes_exactly_as_one_process(tmp_path, monkeypatch):
     from agency_kit import encode as agency_encode
     from agency_kit.cli import cli
     from agency_kit.vault import open_vault, vault_key
-    from benchmarks._agency_e2e import AGENCY, MAPPING, write_export
+    from benchmarks._agency_e2e import AGENCY
     from linkage.keyfile import read_identity_file
     from linkage.package import open_package
     from linkage.roster import load_roster
-    from tests.support import PASSPHRASE, make_federation
+    from tests.support import PASSPHRASE, dibao_encode_inputs
 
-    fed = make_federation(tmp_path / "fed", {AGENCY: ["civil_affairs_dibao"]})
+    fed, export, mapping = dibao_encode_inputs(tmp_path, 4500, seed=3)
     monkeypatch.setenv("AIDLINK_PASSPHRASE", PASSPHRASE)
-    export = tmp_path / "dibao.csv"
-    write_export(export, 4500, seed=3)
-    mapping = tmp_path / "mapping.json"
-    mapping.write_text(json.dumps(MAPPING, ensure_ascii=False), "utf-8")
     hub = read_identity_file(fed.hub_key, PASSPHRASE, role="hub")
     roster = load_roster(fed.roster)
     tables, vaults = [], []
