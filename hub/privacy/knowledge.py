@@ -69,7 +69,7 @@ class Target:
     tokenisers: tuple[Tokeniser, ...] = ()
     bits: tuple[int, ...] = ()  # k (bits_per_token) or B (bits_per_feature), per field
     per_feature: tuple[bool, ...] = ()
-    typo: tuple[int, int] | None = None  # a typo key: (its index j, the field's width)
+    typo: int | None = None  # a typo key: its index j (linkage.encode.typo_corrections)
 
     @property
     def noise(self) -> float:
@@ -108,9 +108,8 @@ def targets_of(schema: LinkageSchema) -> list[Target]:
     for b in schema.blocking_keys:
         out.append(Target(column=f"bk_{b.name}", kind="hash", fields=tuple(b.fields), score_field=None))
     for f in schema.typo_fields:
-        cols = f.typo_key_columns
-        out += [Target(column=c, kind="hash", fields=(f.name,), score_field=None, typo=(j, (len(cols) + 1) // 2))
-                for j, c in enumerate(cols)]
+        out += [Target(column=c, kind="hash", fields=(f.name,), score_field=None, typo=j)
+                for j, c in enumerate(f.typo_key_columns)]
     return out
 
 
@@ -131,9 +130,8 @@ def units_of(target: Target, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarra
     cols = [frame[f].to_numpy(dtype=object) if f in frame.columns else np.full(n, None, dtype=object)
             for f in target.fields]
     miss = [_missing(c) for c in cols]
-    if target.kind == "hash" and target.typo is not None:  # the message the key hashes (encode, section 6)
-        j, _ = target.typo
-        units = np.array([None if m else typo_corrections(str(v))[j]
+    if target.kind == "hash" and target.typo is not None:  # the correction the key hashes (encode, section 6)
+        units = np.array([None if m else typo_corrections(str(v))[target.typo]
                           for v, m in zip(cols[0], miss[0], strict=True)], dtype=object)
         return units, units.copy()
     if target.kind == "hash":
