@@ -35,6 +35,20 @@ def rows(con, sql, params):
     return sorted(tuple(r) for r in con.execute(sql, params).fetchall())
 
 
+def _hub_of_two(tmp_path, s, a, b, offset: int):
+    """Ingest datasets ``a`` and ``b`` (record i of b is the person of record i of a) into a hub
+    database; a connection with it attached as ``hub`` and ``truth(rid_l, rid_r)``, and the layout."""
+    db = tmp_path / "hub.duckdb"
+    ingest_opened(db, [Opened(manifest(s, a, "a", "victims"), a), Opened(manifest(s, b, "b", "roster"), b)],
+                  schema=s, lsh_seed=4)
+    layout = RecordLayout.from_schema(s, read_meta(connect(db, read_only=True)).lsh)
+    con = duckdb.connect()
+    con.execute("ATTACH ? AS hub (READ_ONLY)", [str(db)])
+    con.execute("CREATE TABLE truth AS SELECT x.rid AS rid_l, y.rid AS rid_r FROM hub.records x"
+                f" JOIN hub.records y ON y.rid = x.rid + {offset}")
+    return con, layout
+
+
 def test_keyed_pairs_are_every_pair_sharing_a_value_once(con):
     assert rows(con, keyed_pairs_sql("src", "eh_x"), [1000, 0]) == [
         (0, 1, 2), (0, 1, 3), (0, 2, 3), (0, 6, 7)]
@@ -96,15 +110,7 @@ def test_blocking_finds_a_planted_pair_whose_id_is_mistyped_and_phone_missing(tm
     a = encoded_table(people, np.arange(300), rng, moved=0.03)
     b = encoded_table(people, np.arange(300), rng, moved=0.03,
                       typo={"eh_id_number": 1.0, "bk_dob_name": 1.0}, missing={"phone": 1.0})
-    db = tmp_path / "hub.duckdb"
-    ingest_opened(db, [Opened(manifest(s, a, "a", "victims"), a), Opened(manifest(s, b, "b", "roster"), b)],
-                  schema=s, lsh_seed=4)
-    meta = read_meta(connect(db, read_only=True))
-    layout = RecordLayout.from_schema(s, meta.lsh)
-    con = duckdb.connect()
-    con.execute("ATTACH ? AS hub (READ_ONLY)", [str(db)])
-    con.execute("CREATE TABLE truth AS SELECT x.rid AS rid_l, y.rid AS rid_r FROM hub.records x"
-                " JOIN hub.records y ON y.rid = x.rid + 300")
+    con, layout = _hub_of_two(tmp_path, s, a, b, 300)
     keyed_only = BlockingConfig(lsh=LshConfig(enabled=False), clk_candidates=ClkCandidateConfig(enabled=False))
     res = build_blocked_pairs(con, "hub.records", layout, keyed_only, output="bp_keyed")
     assert con.execute(blocking_recall_sql("bp_keyed", "truth")).fetchall()[0] == (300, 0)
@@ -194,15 +200,8 @@ def test_typo_keys_block_a_mistyped_id_number_with_its_true_one(tmp_path):
     a = encoded_table(people, np.arange(200), rng)
     b = encoded_table(people, np.arange(200), rng, typo={"eh_id_number": 1.0, "bk_dob_name": 1.0},
                       missing={"phone": 1.0})
-    db = tmp_path / "hub.duckdb"
-    ingest_opened(db, [Opened(manifest(s, a, "a", "victims"), a), Opened(manifest(s, b, "b", "roster"), b)],
-                  schema=s, lsh_seed=4)
-    layout = RecordLayout.from_schema(s, read_meta(connect(db, read_only=True)).lsh)
+    con, layout = _hub_of_two(tmp_path, s, a, b, 200)
     assert layout.typo == {"id_number": tuple(f"vk_id_number_{j}" for j in range(35))}
-    con = duckdb.connect()
-    con.execute("ATTACH ? AS hub (READ_ONLY)", [str(db)])
-    con.execute("CREATE TABLE truth AS SELECT x.rid AS rid_l, y.rid AS rid_r FROM hub.records x"
-                " JOIN hub.records y ON y.rid = x.rid + 200")
     keyed_only = BlockingConfig(lsh=LshConfig(enabled=False), clk_candidates=ClkCandidateConfig(enabled=False))
     res = build_blocked_pairs(con, "hub.records", layout, keyed_only, output="bp_keyed")
     assert con.execute(blocking_recall_sql("bp_keyed", "truth")).fetchall()[0] == (200, 200)
