@@ -14,15 +14,15 @@ Speed.  ``workers`` is the number of processes, this one included: it reads
 the file, writes the outputs and encodes a chunk itself whenever the pool's
 oldest chunk is not back yet (so each process takes the share it has time
 for).  Chunks travel to the pool as compact Arrow tables.  Each process keeps,
-for the run only, a cache of keyed-hash results (:class:`linkage.encode.EncodeCache`:
-a name bigram under the same birth-year salt is hashed once per run, not once
-per chunk; at most 24 MiB) and of normalised addresses
-(:func:`linkage.normalise.memo_scope`); both hold values derived from the
-data and the secret and are dropped when the run ends (``_WORKER`` is
-cleared; the pool's processes exit).  Tokens are drawn fresh for every run.
+for the run only, the filters' keyed permutations (:class:`linkage.encode.EncodeCache`)
+and a cache of normalised addresses (:func:`linkage.normalise.memo_scope`);
+both hold values derived from the secret or the data and are dropped when the
+run ends (``_WORKER`` is cleared; the pool's processes exit).  Tokens are
+drawn fresh for every run.
 
 Peak memory, per process: the libraries (~250 MB resident, counted again in
-every process that maps them), the caches (<= 24 MiB + the distinct addresses),
+every process that maps them), the caches (the permutations, a few KiB, and the
+distinct addresses),
 one chunk being encoded (~100-150 MB at 25,000 rows; the CLI's default is
 20,000), up to 16 MiB of freed heap not yet handed back (:func:`_release_memory`)
 and, in this process, the CSV reader's blocks and up to two results of each
@@ -100,19 +100,16 @@ class EncodeOutputs:
 # -- the per-chunk work (runs in worker processes) ---------------------------------------------
 
 _WORKER: dict[str, Any] = {}
-# per process, for the peak of the process tree (linkage._bits.memo: 7.0 HMAC calls a row with 32 MiB,
-# 8.1 with 16 MiB, measured by the helper who wrote it)
-_CACHE_BYTES = 24 << 20
 
 
 def _init_worker(schema: LinkageSchema, secret_bytes: bytes, mapping: Mapping, reference_date: date,
                  vault_key_bytes: bytes | None = None) -> None:
     """This process's state for one run: what encode_chunk needs, and the run's caches
-    (hashing results and normalised addresses, see linkage._bits.memo) -- dropped with
+    (permutations and normalised addresses, see linkage._bits.memo) -- dropped with
     the run (the pool's processes end with it; the main process clears it in _run_chunks)."""
     _WORKER.clear()
     _WORKER.update(schema=schema, secret=LinkageSecret(secret_bytes), mapping=mapping,
-                   reference_date=reference_date, cache=EncodeCache(max_bytes=_CACHE_BYTES), memo=ValueMemo(),
+                   reference_date=reference_date, cache=EncodeCache(), memo=ValueMemo(),
                    row_key_mac=None if vault_key_bytes is None else row_key_mac(vault_key_bytes))
 
 

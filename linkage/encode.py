@@ -5,7 +5,7 @@ table of ``docs/formats/encodings.md`` without the ``token`` and ``attr_*``
 columns (agency-kit adds those): ``bf_<field>``, ``eh_<field>``, ``bk_<key>``
 and ``clk``, in that order.
 
-The native aidlink encoding, version 2
+The native aidlink encoding, version 3
 ======================================
 
 This is the whole definition; another client following it produces the same
@@ -66,20 +66,24 @@ bits; the CLK is still produced, all zero before hardening); ``"unsalted"``
 hashes the bare token; ``"bank"`` makes the field filter null and adds a
 salt bank (section 7).
 
-**4. Positions.**  The stream of message ``m`` under key ``K`` is block 0 =
-``HMAC-SHA256(K, m)``, block ``j >= 1`` = ``HMAC-SHA256(K, 0xFF ||
-uint32_be(j) || m)`` (0xFF never occurs in UTF-8, so a counter block is never
-another token's block 0), the blocks read one after the other as big-endian
-words ``w0, w1, ...``.  A token with ``k`` bits sets bits ``w0 mod L, ...,
-w(k-1) mod L`` of a filter of ``L`` bits: the field's ``filter.length``, or
-``clk.length`` for the CLK.  ``L`` is a multiple of 64 and at most 8192.
-Where ``L`` is a power of two the words are 16-bit (uint16, 16 a block):
-``w mod L`` is then exactly uniform, and up to 16 bits per token cost one
-HMAC.  Otherwise they are 32-bit (uint32, 8 a block), and the modulo bias is
-below ``L / 2**32 < 2e-6`` per position: negligible.  (Version 1 read 32-bit
-words for every ``L``.)  The filter is the OR over all tokens (of all
-contributing fields, for the CLK).  Bit ``i`` of a filter is bit ``7 - i % 8``
-of byte ``i // 8`` (MSB first).
+**4. Positions.**  ``PRF(K, m)`` is AES-256-CMAC (NIST SP 800-38B; RFC
+4493's algorithm with AES-256) of ``m`` under the 32-byte key ``K``: 16
+bytes.  The stream of message ``m`` under key ``K`` is block 0 = ``PRF(K,
+m)``, block ``j >= 1`` = ``PRF(K, 0xFF || uint32_be(j) || m)`` (0xFF never
+occurs in UTF-8, so a counter block is never another token's block 0), the
+blocks read one after the other as big-endian words ``w0, w1, ...``.  A token
+with ``k`` bits sets bits ``w0 mod L, ..., w(k-1) mod L`` of a filter of ``L``
+bits: the field's ``filter.length``, or ``clk.length`` for the CLK.  ``L`` is
+a multiple of 64 and at most 8192.  Where ``L`` is a power of two the words
+are 16-bit (uint16, 8 a block): ``w mod L`` is then exactly uniform.
+Otherwise they are 32-bit (uint32, 4 a block), and the modulo bias is below
+``L / 2**32 < 2e-6`` per position: negligible.  The filter is the OR over all
+tokens (of all contributing fields, for the CLK).  Bit ``i`` of a filter is
+bit ``7 - i % 8`` of byte ``i // 8`` (MSB first).  (Version 1 used
+HMAC-SHA256 and 32-bit words for every ``L``; version 2 HMAC-SHA256 with
+16-bit words where ``L`` is a power of two.  Version 3's CMAC is the same
+kind of object -- a PRF keyed by a 256-bit key -- that a batch of messages
+costs one AES pass per block index instead of one HMAC call per message.)
 
 **5. Hardening**, in this order, each step only if the schema asks for it:
 
@@ -115,7 +119,7 @@ Fisher--Yates shuffle).
 **6. Columns.**  ``bf_<f>``: ``fixed_size_binary(output_length / 8)``, null
 when the value is missing (or the salt, with ``on_missing: "null"``).
 ``clk``: ``fixed_size_binary(clk_output_length / 8)``, never null.
-``eh_<f>``: the first 8 bytes of ``HMAC-SHA256(K("exact", f), UTF-8(v))``
+``eh_<f>``: the first 8 bytes of ``PRF(K("exact", f), UTF-8(v))``
 as a big-endian signed int64, null when ``v`` is missing.  ``bk_<b>``: the
 same under ``K("blocking", b)`` over the UTF-8 of the key's field values in
 the schema's order joined by U+001F, null when any of them is missing.
@@ -155,13 +159,13 @@ order is the one part of a bank that is not reproducible, by design.
 
 Implementation: per field the values are factorised, the distinct values
 tokenised with array operations, each distinct (salt, token) message hashed
-once, and bits set row by row in packed output by one numba loop, in chunks of
-rows so memory stays bounded.  A caller that encodes one export in many calls
-(agency-kit, chunk by chunk) passes one :class:`EncodeCache` to all of them:
-a message hashed in an earlier call is then not hashed again (the cache stores
-exactly what hashing returned, so the output is the same with or without it;
-see :mod:`linkage._bits.memo`).  The cache holds values derived from the
-secret: keep it for one run and drop it.
+once per call -- all of them together, one AES pass per CMAC block
+(:mod:`linkage._bits.prf`) -- and bits set row by row in packed output by one
+numba loop, in chunks of rows so memory stays bounded.  A caller that encodes
+one export in many calls (agency-kit, chunk by chunk) passes one
+:class:`EncodeCache` to all of them: the filters' keyed permutations are then
+derived once per run, not once per call (same output either way).  The cache
+holds values derived from the secret: keep it for one run and drop it.
 """
 
 from __future__ import annotations
@@ -177,6 +181,7 @@ from . import idnumber
 from ._bits import hardening, hashing, kernels, tokens
 from ._bits.hardening import blip_flip_probability
 from ._bits.memo import RunMemo as EncodeCache
+from ._bits.prf import pack_bytes
 from .errors import SchemaMismatchError
 from .idnumber import CHECK_CHARS, WEIGHTS
 from .keys import LinkageSecret
@@ -255,8 +260,8 @@ def encode_records(normalised: pd.DataFrame, schema: LinkageSchema, secret: Link
 
     ``rng`` drives BLIP's random flips only (fresh randomness from ``secrets``
     when omitted); pass a seeded generator in tests.  ``cache``: one
-    :class:`EncodeCache` shared by the calls of one run saves hashing a
-    message twice (same result either way).
+    :class:`EncodeCache` shared by the calls of one run saves deriving the
+    permutations again (same result either way).
     """
     if not isinstance(normalised, pd.DataFrame):
         raise TypeError("normalised must be a pandas DataFrame")
@@ -462,7 +467,7 @@ def _encode_target(target: _Target, data: _Data, n: int,
 
     prepared = []
     for part in target.parts:
-        got = _prepare_part(part, data, salt_col, None if salt is None else salt.field, contributes,
+        got = _prepare_part(part, data, salt_col, contributes,
                             target.length, set_map, clear_map)
         if got is not None:
             prepared.append(got)
@@ -490,7 +495,7 @@ def _encode_target(target: _Target, data: _Data, n: int,
     return out, valid
 
 
-def _prepare_part(part: _Part, data: _Data, salt_col: _Column | None, salt_field: str | None,
+def _prepare_part(part: _Part, data: _Data, salt_col: _Column | None,
                   contributes: np.ndarray, L: int, set_map: np.ndarray, clear_map: np.ndarray | None):
     """``(row_unit, Entries)`` -- each row's unit (its distinct value) and every
     unit's token messages and bit positions -- or, for a salted target,
@@ -511,8 +516,8 @@ def _prepare_part(part: _Part, data: _Data, salt_col: _Column | None, salt_field
         slots = len(salt_col.uniques) + 1  # slot 0: unsalted
         salted = kernels.SaltedEntries(row_value, salt_col.codes + 1, table.ptr, table.tok,
                                        value_k, slots, ntok)
-        pos_ptr, pos = _positions(part, data, table.strings, salted.pairs_tok, salted.kmax, L,
-                                  salt_col.uniques, salted.pairs_salt, salt_field)
+        pos_ptr, pos = _positions(part, table.strings, salted.pairs_tok, salted.kmax, L,
+                                  salt_col.uniques, salted.pairs_salt)
         salted.set_positions(pos_ptr, set_map[pos], None if clear_map is None else clear_map[pos])
         salted.plan(len(set_map) // 8, uniform_k=part.bits_per_token is not None)
         return None, salted
@@ -521,117 +526,31 @@ def _prepare_part(part: _Part, data: _Data, salt_col: _Column | None, salt_field
     else:
         kmax = np.zeros(ntok, dtype=np.int64)
         np.maximum.at(kmax, table.tok, np.repeat(value_k, counts))
-    pos_ptr, pos = _positions(part, data, table.strings, np.arange(ntok, dtype=np.int64), kmax, L)
+    pos_ptr, pos = _positions(part, table.strings, np.arange(ntok, dtype=np.int64), kmax, L)
     entries = kernels.Entries(table.ptr, table.tok, value_k, None, pos_ptr, set_map[pos],
                               None if clear_map is None else clear_map[pos])
     entries.plan(row_value, len(set_map) // 8, kmax if part.bits_per_token is not None else None)
     return row_value, entries
 
 
-#: Positions kept per message in the run's cache for a ``bits_per_feature`` part (whose ``k``
-#: varies with the value's length): two HMAC blocks of 16-bit words (four of 32-bit ones).  A
-#: message needing more is not kept.
-_MEMO_WIDTH_PER_FEATURE = 32
-
-
-def _positions(part: _Part, data: _Data, strings: list[str], msg_tok: np.ndarray, kmax: np.ndarray, L: int,
-               salts: list[str] | None = None, msg_salt: np.ndarray | None = None,
-               salt_field: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _positions(part: _Part, strings: list[str], msg_tok: np.ndarray, kmax: np.ndarray, L: int,
+               salts: list[str] | None = None, msg_salt: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`hashing.token_positions` of messages ``(salt, token)`` -- token
     ``strings[msg_tok[i]]``, salt slot ``msg_salt[i]`` (0: unsalted, ``s + 1``:
-    ``salts[s]``), ``kmax[i]`` positions each -- through the run's cache where
-    there is one.
-
-    A message missing from the cache is hashed for whole HMAC blocks (8 words
-    each: the words past ``kmax[i]`` in its last block cost nothing more) and
-    the cache keeps as many of those positions as its row holds (``k`` for a
-    ``bits_per_token`` part, :data:`_MEMO_WIDTH_PER_FEATURE` otherwise), with
-    their number; a later message needing more than were kept is hashed again.
-    A position is word ``j`` of the message's stream mod ``L``, whatever ``k``
-    the message was hashed for, so every answer is exactly the hashing's.
-    """
-    key = part.key
-    cache = data.cache
-    kmax = np.asarray(kmax, dtype=np.int64)
-    m = len(kmax)
-    if cache is None or not m or L > 1 << 16:
-        return hashing.token_positions(key, _messages(strings, msg_tok, salts, msg_salt), kmax, L)
-    width = int(part.bits_per_token) if part.bits_per_token is not None else _MEMO_WIDTH_PER_FEATURE
-    room = cache.room
-    tok_id = cache.token_ids(("tokens", part.field.name)).ids(strings, add=room)
-    q = tok_id[msg_tok]
-    if salts is not None:
-        salt_id = np.concatenate([np.zeros(1, np.int64),
-                                  cache.token_ids(("salt", salt_field)).ids(salts, add=room) + 1])
-        s_id = salt_id[msg_salt]
-        known = (q >= 0) & (s_id >= 0)
-        q = np.where(known, (s_id << 32) | q, -1)
-    else:
-        known = q >= 0
-    store = cache.positions(key, width, L)
-    rows = np.where(known, store.lookup(q), -1)
-    stored = rows >= 0
-    good = stored.copy()
-    good[stored] = store.have[rows[stored]] >= kmax[stored]
-    hit = np.flatnonzero(good)
-    miss = np.flatnonzero(~good)
-    ptr = np.zeros(m + 1, dtype=np.int64)
-    np.cumsum(kmax, out=ptr[1:])
-    out = np.empty(int(ptr[-1]), dtype=np.int32)
-    uniform = bool(kmax.min() == kmax.max())
-    if len(hit):
-        block = store.take(rows[hit])
-        if uniform:
-            vals = block[:, :int(kmax[0])]
-        else:
-            vals = block[np.arange(width) < kmax[hit][:, None]]
-        _scatter(out, ptr, kmax, hit, vals.ravel())
-    if len(miss):
-        m_tok = msg_tok[miss]
-        m_salt = None if msg_salt is None else msg_salt[miss]
-        need = kmax[miss]
-        per = hashing.words_per_block(L)
-        whole = (need + per - 1) // per * per  # whole blocks: the same HMAC calls
-        hptr, hpos = hashing.token_positions(key, _messages(strings, m_tok, salts, m_salt), whole, L)
-        lead = np.arange(len(hpos), dtype=np.int64) - np.repeat(hptr[:-1], whole) < np.repeat(need, whole)
-        _scatter(out, ptr, kmax, miss, hpos[lead])
-        keep = known[miss] & (room | stored[miss])
-        if keep.any():
-            kept = np.minimum(whole, width)
-            rows_pos = np.zeros((len(miss), width), dtype=np.uint16)
-            col = np.arange(len(hpos), dtype=np.int64) - np.repeat(hptr[:-1], whole)
-            inside = col < np.repeat(kept, whole)
-            owner = np.repeat(np.arange(len(miss), dtype=np.int64), whole)
-            rows_pos[owner[inside], col[inside]] = hpos[inside]
-            again = keep & stored[miss]  # stored with fewer positions than now needed
-            if again.any():
-                store.replace(rows[miss][again], rows_pos[again], kept[again].astype(np.uint16))
-            new = keep & ~stored[miss]
-            if new.any() and room:
-                store.add(q[miss][new], rows_pos[new], kept[new].astype(np.uint16))
-    return ptr, out
-
-
-def _scatter(out: np.ndarray, ptr: np.ndarray, kmax: np.ndarray, which: np.ndarray, vals: np.ndarray) -> None:
-    """``out[ptr[i]:ptr[i] + kmax[i]] = `` message ``i``'s positions for every ``i`` of
-    ``which`` (ascending), given one after the other in ``vals``."""
-    k = kmax[which]
-    if len(which) == len(kmax):
-        out[:] = vals
-        return
-    starts = np.repeat(ptr[which], k)
-    local = np.arange(len(vals), dtype=np.int64) - np.repeat(np.cumsum(k) - k, k)
-    out[starts + local] = vals
+    ``salts[s]``), ``kmax[i]`` positions each."""
+    return hashing.token_positions(part.key, _messages(strings, msg_tok, salts, msg_salt), kmax, L)
 
 
 def _messages(strings: list[str], msg_tok: np.ndarray, salts: list[str] | None,
-              msg_salt: np.ndarray | None) -> list[bytes]:
-    """UTF-8 of every message: the token, or the salt, U+001F and the token."""
+              msg_salt: np.ndarray | None) -> hashing.Messages:
+    """Every message -- the token, or the salt, U+001F and the token, as UTF-8 -- as
+    segments of two buffers (each distinct token and salt encoded once)."""
+    tok_buf, tok_start, tok_len = pack_bytes([s.encode("utf-8") for s in strings])
     if salts is None:
-        return [strings[t].encode("utf-8") for t in msg_tok.tolist()]
-    prefixes = [b"", *((s + UNIT_SEP).encode("utf-8") for s in salts)]
-    return [prefixes[s] + strings[t].encode("utf-8")
-            for s, t in zip(msg_salt.tolist(), msg_tok.tolist(), strict=True)]
+        return hashing.Messages(tok_buf, tok_start[msg_tok], tok_len[msg_tok])
+    salt_buf, salt_start, salt_len = pack_bytes([b"", *((s + UNIT_SEP).encode("utf-8") for s in salts)])
+    return hashing.Messages(salt_buf, salt_start[msg_salt], salt_len[msg_salt],
+                            tok_buf, tok_start[msg_tok], tok_len[msg_tok])
 
 
 def _validity(data: _Data, field: FieldSpec) -> pa.Array:
@@ -653,7 +572,7 @@ def _hash_codes(key: bytes, data: _Data, name: str) -> pa.Array:
     idx = np.flatnonzero(used[:-1])
     vals = np.zeros(len(used), dtype=np.int64)
     if len(idx):
-        vals[idx] = _hmac_int64(data, key, data.encoded(name)[idx].tolist())
+        vals[idx] = hashing.keyed_int64(key, data.encoded(name)[idx].tolist())
     return pa.array(vals[np.where(valid, codes, 0)], type=pa.int64(), mask=~valid)
 
 
@@ -722,7 +641,7 @@ def _typo_keys(key: bytes, data: _Data, field: FieldSpec) -> list[pa.Array]:
         if fixes:
             mask = np.array([[m is not None for m in row] for row in fixes], dtype=bool)
             block = np.zeros(mask.shape, dtype=np.int64)
-            block[mask] = _hmac_int64(data, key, [m.encode() for row in fixes for m in row if m is not None])
+            block[mask] = hashing.keyed_int64(key, [m.encode() for row in fixes for m in row if m is not None])
             vals[failing] = block
             have[failing] = mask
     rows = np.where(valid, col.codes, len(used) - 1)
@@ -746,15 +665,8 @@ def _blocking(key: bytes, data: _Data, names: tuple[str, ...], n: int) -> pa.Arr
         rep[combo] = np.flatnonzero(valid)
         parts = [data.encoded(name)[c.codes[rep]].tolist() for name, c in zip(names, cols, strict=True)]
         messages = list(map(UNIT_SEP.encode("utf-8").join, zip(*parts, strict=True)))
-        out[valid] = _hmac_int64(data, key, messages)[combo]
+        out[valid] = hashing.keyed_int64(key, messages)[combo]
     return pa.array(out, type=pa.int64(), mask=~valid)
-
-
-def _hmac_int64(data: _Data, key: bytes, messages: list[bytes]) -> np.ndarray:
-    """:func:`hashing.hmac_int64`, through the run's cache where there is one."""
-    if data.cache is None:
-        return hashing.hmac_int64(key, messages)
-    return data.cache.ints(key).compute(messages, lambda m: hashing.hmac_int64(key, m), data.cache.room)
 
 
 def _fixed_binary(packed: np.ndarray, valid: np.ndarray | None) -> pa.Array:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import metadata
 
 NORMALISER_VERSION = "1"
-ENCODING_VERSION = "2"  # 2: 16-bit position words for power-of-two filter lengths
+ENCODING_VERSION = "3"  # 2: 16-bit position words for power-of-two filter lengths; 3: AES-256-CMAC
 
 
 def _dist_version(name: str) -> str:

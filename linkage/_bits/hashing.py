@@ -1,4 +1,8 @@
-"""Keyed hashing for the native scheme: HMAC-SHA256 (``cryptography``) only.
+"""Keyed hashing for the native scheme.
+
+Per-record values (filter positions, exact hashes, blocking and typo keys):
+AES-256-CMAC (:mod:`.prf`), a batch of messages a call.  The keyed
+permutations (a few per run) stay on HMAC-SHA256 (``cryptography``).
 
 Every function hashes *distinct* messages; callers de-duplicate first.
 """
@@ -6,26 +10,51 @@ Every function hashes *distinct* messages; callers de-duplicate first.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as c_hmac
 
+from .prf import BLOCK, Cmac, pack_bytes
+
 PERMUTATION_LABEL = b"aidlink-permutation-v1"
 COUNTER_PREFIX = b"\xff"  # never a byte of UTF-8: counter blocks cannot equal a token's block 0
 
 
-def hmac_many(key: bytes, messages: Iterable[bytes]) -> bytes:
-    """Concatenated HMAC-SHA256 digests (32 bytes each) of ``messages`` under ``key``."""
-    copy = c_hmac.HMAC(key, hashes.SHA256()).copy  # the keyed state, set up once
-    out: list[bytes] = []
-    append = out.append
-    for m in messages:
-        h = copy()
-        h.update(m)
-        append(h.finalize())
-    return b"".join(out)
+@dataclass(frozen=True)
+class Messages:
+    """Messages without concatenating them: message ``i`` is ``a[i] || b[i]`` with ``a[i] =
+    buf_a[start_a[i]:start_a[i] + len_a[i]]`` and ``b[i]`` likewise (no b-part when ``buf_b``
+    is None) -- e.g. a salt prefix and a token, each stored once."""
+
+    buf_a: np.ndarray
+    start_a: np.ndarray
+    len_a: np.ndarray
+    buf_b: np.ndarray | None = None
+    start_b: np.ndarray | None = None
+    len_b: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, messages: Sequence[bytes] | Messages) -> Messages:
+        if isinstance(messages, Messages):
+            return messages
+        return cls(*pack_bytes(messages))
+
+    def __len__(self) -> int:
+        return len(self.len_a)
+
+    def take(self, idx: np.ndarray) -> Messages:
+        if self.buf_b is None:
+            return Messages(self.buf_a, self.start_a[idx], self.len_a[idx])
+        return Messages(self.buf_a, self.start_a[idx], self.len_a[idx], self.buf_b, self.start_b[idx],
+                        self.len_b[idx])
+
+    def tags(self, cmac: Cmac, header: bytes = b"") -> np.ndarray:
+        """AES-256-CMAC of ``header || message`` for every message: ``(n, 16)`` uint8."""
+        return cmac.segments(self.buf_a, self.start_a, self.len_a, self.buf_b, self.start_b, self.len_b,
+                             header=header)
 
 
 def _ptr(counts: np.ndarray) -> np.ndarray:
@@ -36,36 +65,42 @@ def _ptr(counts: np.ndarray) -> np.ndarray:
 
 def word_bytes(length: int) -> int:
     """Bytes per word of the position stream for a filter of ``length`` bits: 2 (16-bit words,
-    16 a block) when ``length`` is a power of two -- ``w mod length`` is then exactly
-    uniform -- else 4 (32-bit words, 8 a block; bias below ``length / 2**32``)."""
+    8 a block) when ``length`` is a power of two -- ``w mod length`` is then exactly
+    uniform -- else 4 (32-bit words, 4 a block; bias below ``length / 2**32``)."""
     return 2 if length & (length - 1) == 0 and length <= 1 << 16 else 4
 
 
 def words_per_block(length: int) -> int:
-    """Words of the position stream one HMAC block gives, for a filter of ``length`` bits."""
-    return 32 // word_bytes(length)
+    """Words of the position stream one CMAC block gives, for a filter of ``length`` bits."""
+    return BLOCK // word_bytes(length)
 
 
-def token_positions(key: bytes, messages: Sequence[bytes], kmax: np.ndarray,
+def _header(j: int) -> bytes:
+    return b"" if j == 0 else COUNTER_PREFIX + j.to_bytes(4, "big")
+
+
+def token_positions(key: bytes, messages: Sequence[bytes] | Messages, kmax: np.ndarray,
                     length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Bit positions of every message: the first ``kmax[i]`` words of its HMAC
+    """Bit positions of every message: the first ``kmax[i]`` words of its
     stream, each reduced mod ``length``.
 
-    Stream of message ``m``: block 0 = HMAC(key, m); block j >= 1 =
-    HMAC(key, 0xFF || uint32_be(j) || m); words are big-endian, 16-bit when
-    ``length`` is a power of two, else 32-bit (:func:`word_bytes`).
-    Returns CSR ``(ptr, pos)`` with ``pos[ptr[i]:ptr[i] + kmax[i]]`` for message ``i``.
+    Stream of message ``m``: block 0 = CMAC(key, m); block j >= 1 =
+    CMAC(key, 0xFF || uint32_be(j) || m) (AES-256-CMAC, 16 bytes a block);
+    words are big-endian, 16-bit when ``length`` is a power of two, else
+    32-bit (:func:`word_bytes`).  Returns CSR ``(ptr, pos)`` with
+    ``pos[ptr[i]:ptr[i] + kmax[i]]`` for message ``i``.
     """
+    msgs = Messages.of(messages)
     kmax = np.asarray(kmax, dtype=np.int64)
     per = words_per_block(length)
-    dtype = ">u2" if per == 16 else ">u4"
+    dtype = ">u2" if word_bytes(length) == 2 else ">u4"
+    cmac = Cmac(key)
     if len(kmax) and kmax.min() == kmax.max():  # one k for all: a matrix, sliced
         k = int(kmax[0])
         nb = (k + per - 1) // per
         words = np.empty((len(kmax), nb * per), dtype=np.uint32)
         for j in range(nb):
-            msgs = messages if j == 0 else list(map((COUNTER_PREFIX + j.to_bytes(4, "big")).__add__, messages))
-            words[:, per * j: per * j + per] = np.frombuffer(hmac_many(key, msgs), dtype=dtype).reshape(-1, per)
+            words[:, per * j: per * j + per] = msgs.tags(cmac, _header(j)).view(dtype)
         pos = (words[:, :k] % np.uint32(length)).astype(np.int32).ravel()
         return np.arange(0, len(kmax) * k + 1, k, dtype=np.int64), pos
     nblocks = (kmax + per - 1) // per
@@ -75,9 +110,7 @@ def token_positions(key: bytes, messages: Sequence[bytes], kmax: np.ndarray,
     lane = np.arange(per, dtype=np.int64)
     for j in range(top):
         sel = np.flatnonzero(nblocks > j)
-        prefix = b"" if j == 0 else COUNTER_PREFIX + j.to_bytes(4, "big")
-        digests = hmac_many(key, (prefix + messages[i] for i in sel.tolist()))
-        block = np.frombuffer(digests, dtype=dtype).reshape(-1, per)
+        block = msgs.take(sel).tags(cmac, _header(j)).view(dtype)
         words[(wptr[:-1][sel] + per * j)[:, None] + lane] = block
     pptr = _ptr(kmax)
     total = int(pptr[-1])
@@ -86,10 +119,10 @@ def token_positions(key: bytes, messages: Sequence[bytes], kmax: np.ndarray,
     return pptr, pos
 
 
-def hmac_int64(key: bytes, messages: Iterable[bytes]) -> np.ndarray:
-    """First 8 bytes, big-endian signed, of HMAC-SHA256 of every message."""
-    digests = hmac_many(key, messages)
-    return np.frombuffer(digests, dtype=">i8").reshape(-1, 4)[:, 0].astype(np.int64)
+def keyed_int64(key: bytes, messages: Sequence[bytes] | Messages) -> np.ndarray:
+    """First 8 bytes, big-endian signed, of AES-256-CMAC of every message."""
+    tags = Messages.of(messages).tags(Cmac(key))
+    return tags[:, :8].copy().view(">i8").ravel().astype(np.int64)
 
 
 def _stream_words(key: bytes, label: bytes):

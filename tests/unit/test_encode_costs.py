@@ -1,7 +1,9 @@
 """What the encoder's speed rests on, checked by counting rather than timing.
 
-* a token of up to 16 bits costs one HMAC call where the filter length is a
-  power of two (encoding v2's 16-bit words), two where it is not;
+* a token of up to 8 bits costs one CMAC block where the filter length is a
+  power of two (16-bit words), two where it is not (32-bit words), and every
+  block of a batch is hashed in one call per block index, never one call per
+  message;
 * the encoded Parquet file leaves uncompressed only the columns zstd cannot
   shrink (keyed hashes and the CLK) and compresses the rest.
 
@@ -17,7 +19,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from linkage._bits import hashing
+from linkage._bits import hashing, prf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "vectors" / "native"))
 import reference  # the independent implementation of the encoding (tests/vectors/native)
@@ -27,24 +29,24 @@ MESSAGES = [f"{i} 测{i % 10}".encode() for i in range(40)]
 
 
 @pytest.mark.parametrize(("k", "length", "blocks"), [
-    (15, 512, 1), (16, 1024, 1), (10, 256, 1), (17, 512, 2), (32, 8192, 2),  # 16-bit words
-    (8, 192, 1), (15, 192, 2), (10, 576, 2),  # not a power of two: 32-bit words, 8 a block
+    (15, 512, 2), (16, 1024, 2), (8, 256, 1), (17, 512, 3), (32, 8192, 4),  # 16-bit words, 8 a block
+    (4, 192, 1), (15, 192, 4), (10, 576, 3),  # not a power of two: 32-bit words, 4 a block
 ])
-def test_hmac_calls_per_token(monkeypatch, k, length, blocks):
+def test_cmac_blocks_per_token(monkeypatch, k, length, blocks):
     calls = []
 
-    def counting(key, messages):
-        messages = list(messages)
-        calls.append(len(messages))
-        return real(key, messages)
+    def counting(self, buf_a, start_a, len_a, *args, **kwargs):
+        calls.append(len(len_a))
+        return real(self, buf_a, start_a, len_a, *args, **kwargs)
 
-    real = hashing.hmac_many
-    monkeypatch.setattr(hashing, "hmac_many", counting)
+    real = prf.Cmac.segments
+    monkeypatch.setattr(prf.Cmac, "segments", counting)
     for kmax in (np.full(len(MESSAGES), k), np.arange(len(MESSAGES)) % k + 1):  # uniform k, and k up to k
         calls.clear()
         ptr, pos = hashing.token_positions(KEY, MESSAGES, kmax, length)
         needed = sum(-(-int(x) // hashing.words_per_block(length)) for x in kmax)
         assert sum(calls) == needed
+        assert len(calls) == -(-k // hashing.words_per_block(length))  # one batch per block index
         if kmax.min() == k:
             assert sum(calls) == blocks * len(MESSAGES)
         for i, m in enumerate(MESSAGES):
@@ -90,21 +92,3 @@ def test_encoded_parquet_compresses_only_what_shrinks(tmp_path, monkeypatch):
     squeezed = set(seen) - plain
     assert "token" in squeezed and any(c.startswith("bf_") for c in squeezed)
     assert {seen[c] for c in squeezed} == {"ZSTD"}
-
-
-def test_run_memo_keeps_int_results_within_its_budget():
-    from linkage._bits import memo as memo_mod
-
-    run = memo_mod.RunMemo(max_bytes=20_000)
-    calls = []
-
-    def fn(msgs):
-        calls.append(len(msgs))
-        return np.array([int(m[1:]) for m in msgs], dtype=np.int64)
-
-    msgs = [f"s{i:017d}".encode() for i in range(3000)]  # one call, far more than the budget holds
-    assert run.ints(KEY).compute(msgs, fn, run.room).tolist() == list(range(3000))
-    assert 0 < run.nbytes <= 20_000 + len(msgs[0]) + memo_mod._INT_ENTRY_BYTES  # at most one entry over
-    kept = run.nbytes // (len(msgs[0]) + memo_mod._INT_ENTRY_BYTES)
-    assert run.ints(KEY).compute(msgs, fn, run.room).tolist() == list(range(3000))  # same answers
-    assert calls == [3000, 3000 - kept]  # the stored ones were not computed again

@@ -2,7 +2,7 @@
 
 * the generated pinyin table (linkage/pinyin_table.txt) with pypinyin itself,
   on every character it covers;
-* the run caches (linkage._bits.memo: hashing results across chunks, address
+* the run caches (linkage._bits.memo: permutations across chunks, address
   normalisation across chunks) with encoding / normalising each chunk afresh;
 * a pool run (two processes) with a one-process run, end to end;
 * the streaming XLSX reader with openpyxl.
@@ -23,7 +23,6 @@ import pandas as pd
 import pytest
 
 from linkage import _cjk
-from linkage._bits import memo as memo_mod
 from linkage.encode import EncodeCache, encode_records
 from linkage.keys import LinkageSecret
 from linkage.normalise import ValueMemo, memo_scope, normalise_records
@@ -144,59 +143,16 @@ def _schemas():
     return [load_schema("judicial-assistance"), schema_from_document(variant)]
 
 
-@pytest.mark.parametrize("budget", [64 << 20, 1 << 14])  # room for everything; full almost at once
-def test_encode_cache_gives_the_same_encodings_chunk_by_chunk(export_chunks, budget):
+def test_encode_cache_gives_the_same_encodings_chunk_by_chunk(export_chunks):
     for schema in _schemas():
-        cache = EncodeCache(max_bytes=budget)
+        cache = EncodeCache()
         rng_seed = 5
         for fields in export_chunks:
             normalised, _ = normalise_records(fields, schema)
             cached = encode_records(normalised, schema, SECRET, np.random.default_rng(rng_seed), cache=cache)
             fresh = encode_records(normalised, schema, SECRET, np.random.default_rng(rng_seed))
             assert cached.equals(fresh)
-        assert cache.nbytes > 0
-        if budget > 1 << 20:  # with room, later chunks found messages hashed by earlier ones
-            assert any(p.size for p in cache._positions.values())
-
-
-def test_encode_cache_serves_a_bits_per_feature_field_whatever_its_k():
-    # bits_per_feature (the address): a bigram's k is ceil(B / T) for the T bigrams of the value it is
-    # in, so the same message is asked for with another k chunk after chunk; the cache keeps up to 32
-    # positions a message and hashes again when a later value needs more (or more than it keeps)
-    schema = load_schema("judicial-assistance")
-    long_, short = "测试路一号测试路二号测试路三号样例村", "测试路"
-    chunks = [[long_, long_, "测试路一号"], [short, "测试路一号", None], ["测试", long_, short]]
-    cache = EncodeCache()
-    for values in chunks:
-        frame = pd.DataFrame({f.name: [None] * len(values) for f in schema.fields}, dtype=object)
-        frame["address"] = values
-        cached = encode_records(frame, schema, SECRET, np.random.default_rng(1), cache=cache)
-        fresh = encode_records(frame, schema, SECRET, np.random.default_rng(1))
-        assert cached.equals(fresh)
-    kept = [p for p in cache._positions.values() if p.size]
-    assert kept and all(p.width == 32 for p in kept)  # only the address is bits_per_feature here
-    haves = set(np.concatenate([p.have[:p.size] for p in kept]).tolist())
-    # bigrams only in the long value: the whole blocks its k needed (16 for the CLK); the others: the
-    # 32 kept of the 40 or more positions a short value needs
-    assert 16 in haves and 32 in haves
-
-
-def test_int_memo_turns_itself_off_where_messages_do_not_repeat():
-    m = memo_mod.IntMemo(min_hit_rate=0.5, min_size=10)
-    calls = []
-
-    def fn(msgs):
-        calls.append(len(msgs))
-        return np.arange(len(msgs), dtype=np.int64) + 7
-
-    first = [str(i).encode() for i in range(20)]
-    assert m.compute(first, fn, store=True).tolist() == list(range(7, 27))
-    assert m.on  # the first call decides nothing
-    again = m.compute([*first[:10], b"x"], fn, store=True)
-    assert again.tolist() == [*range(7, 17), 7] and calls == [20, 1]
-    assert m.on
-    m.compute([str(i).encode() for i in range(100, 130)], fn, store=True)  # nothing repeats
-    assert not m.on
+        assert cache._derived  # the permutations were derived once and served the later chunks
 
 
 def test_cache_rejects_another_type(export_chunks):

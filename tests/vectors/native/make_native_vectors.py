@@ -1,4 +1,4 @@
-"""Make tests/vectors/native/*.json: known answers for the native aidlink encoding v2.
+"""Make tests/vectors/native/*.json: known answers for the native aidlink encoding v3.
 
     .venv/bin/python tests/vectors/native/make_native_vectors.py
 
@@ -134,8 +134,8 @@ def write(name: str, description: str, doc: dict, records: list[dict]) -> None:
         expected.append({k: encode(v) for k, v in out.items()})
     payload = {
         "description": description,
-        "made_with": "tests/vectors/native/make_native_vectors.py (reference.py, stdlib only)",
-        "encoding_version": "2",
+        "made_with": "tests/vectors/native/make_native_vectors.py (reference.py: stdlib and the AES block function)",
+        "encoding_version": "3",
         "secret": SECRET.hex(),
         "schema": doc,
         "records": records,

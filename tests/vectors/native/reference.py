@@ -1,9 +1,12 @@
-"""Independent reference implementation of the native aidlink encoding v2.
+"""Independent reference implementation of the native aidlink encoding v3.
 
 Written from the specification in the docstring of ``linkage/encode.py`` using
-only the Python standard library (``hmac``, ``hashlib``, ``math``): no numpy,
-no ``cryptography``, nothing imported from ``linkage``.  HKDF is written out
-per RFC 5869.  One record at a time, obviously slow, meant to be read.
+the Python standard library (``hmac``, ``hashlib``, ``math``) and, since the
+standard library has no AES, the AES-256 block function alone from
+``cryptography`` (one 16-byte block at a time): no numpy, nothing imported
+from ``linkage``.  HKDF is written out per RFC 5869 and CMAC per NIST SP
+800-38B (subkeys, padding, chaining).  One record at a time, obviously slow,
+meant to be read.
 
 BLIP is random by design and is not reproduced here: ``encode_record`` returns
 the filters before BLIP (tests check BLIP statistically).
@@ -15,6 +18,8 @@ import datetime
 import hashlib
 import hmac
 import math
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 HKDF_SALT = b"aidlink-linkage-secret-v1"
 US = "\x1f"
@@ -37,7 +42,42 @@ def derive(secret: bytes, purpose: str, schema_id: str, name: str) -> bytes:
 
 
 def mac(key: bytes, msg: bytes) -> bytes:
+    """HMAC-SHA256: the keyed permutations only."""
     return hmac.new(key, msg, hashlib.sha256).digest()
+
+
+def aes_block(key: bytes, block: bytes) -> bytes:
+    """AES-256 of one 16-byte block."""
+    enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    return enc.update(block) + enc.finalize()
+
+
+def _xor(a: bytes, b: bytes) -> bytes:
+    return bytes(x ^ y for x, y in zip(a, b, strict=True))
+
+
+def _dbl(b: bytes) -> bytes:
+    v = int.from_bytes(b, "big") << 1
+    if v >= 2 ** 128:
+        v = (v - 2 ** 128) ^ 0x87
+    return v.to_bytes(16, "big")
+
+
+def cmac(key: bytes, msg: bytes) -> bytes:
+    """AES-256-CMAC (NIST SP 800-38B, section 6.2): every per-record keyed value."""
+    k1 = _dbl(aes_block(key, bytes(16)))
+    k2 = _dbl(k1)
+    n = max(1, math.ceil(len(msg) / 16))
+    blocks = [msg[16 * i:16 * i + 16] for i in range(n)]
+    if len(msg) > 0 and len(msg) % 16 == 0:
+        blocks[-1] = _xor(blocks[-1], k1)
+    else:
+        last = blocks[-1] + b"\x80"
+        blocks[-1] = _xor(last + bytes(16 - len(last)), k2)
+    c = bytes(16)
+    for b in blocks:
+        c = aes_block(key, _xor(c, b))
+    return c
 
 
 def missing(v) -> bool:
@@ -64,8 +104,8 @@ def words(key: bytes, msg: bytes, k: int, length: int) -> list[int]:
     out: list[int] = []
     j = 0
     while len(out) < k:
-        block = mac(key, msg) if j == 0 else mac(key, b"\xff" + j.to_bytes(4, "big") + msg)
-        out += [int.from_bytes(block[i:i + size], "big") for i in range(0, 32, size)]
+        block = cmac(key, msg) if j == 0 else cmac(key, b"\xff" + j.to_bytes(4, "big") + msg)
+        out += [int.from_bytes(block[i:i + size], "big") for i in range(0, 16, size)]
         j += 1
     return out[:k]
 
@@ -194,11 +234,11 @@ def encode_record(record: dict, doc: dict, secret: bytes) -> dict:
         if f.get("exact_hash"):
             v = record.get(f["name"])
             out["eh_" + f["name"]] = None if missing(v) else int.from_bytes(
-                mac(derive(secret, "exact", sid, f["name"]), v.encode())[:8], "big", signed=True)
+                cmac(derive(secret, "exact", sid, f["name"]), v.encode())[:8], "big", signed=True)
     for b in doc.get("blocking_keys", []):
         vs = [record.get(x) for x in b["fields"]]
         out["bk_" + b["name"]] = None if any(missing(v) for v in vs) else int.from_bytes(
-            mac(derive(secret, "blocking", sid, b["name"]), US.join(vs).encode())[:8], "big",
+            cmac(derive(secret, "blocking", sid, b["name"]), US.join(vs).encode())[:8], "big",
             signed=True)
     for f in doc["fields"]:
         if f.get("validity_flag"):
@@ -223,7 +263,7 @@ def encode_record(record: dict, doc: dict, secret: bytes) -> dict:
                         fixes[18 + i] = w
             for j, w in enumerate(fixes):
                 out[f"vk_{f['name']}_{j}"] = None if w is None else int.from_bytes(
-                    mac(key, w.encode())[:8], "big", signed=True)
+                    cmac(key, w.encode())[:8], "big", signed=True)
     clk = doc["clk"]
     hard = clk.get("hardening", {})
     bits = [0] * clk["length"]
