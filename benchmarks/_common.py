@@ -107,8 +107,44 @@ def tree_pids(root_pid: int) -> list[int]:
     return tree
 
 
+_SPIN = "import time\nt = time.perf_counter()\nx = 0\nfor i in range(10_000_000):\n    x += i\nprint(time.perf_counter() - t)"
+
+
+def cpu_calibration() -> dict[str, float]:
+    """How fast this machine is right now: seconds for a fixed pure-Python loop (10 million
+    additions) in one process alone, and the slower of two copies run at the same time.
+
+    On the development machine (a 2-vCPU virtual machine) the same loop took 0.35 s at one
+    moment and 0.85 s a minute later, and two copies together took twice as long as one
+    alone at times (the two vCPUs then give about one core's worth): wall-clock figures are
+    only comparable between runs with similar calibrations."""
+    def spin(n: int) -> float:
+        procs = [subprocess.Popen([sys.executable, "-c", _SPIN], stdout=subprocess.PIPE, text=True)
+                 for _ in range(n)]
+        return max(float(p.communicate()[0]) for p in procs)
+
+    return {"one_process_s": round(spin(1), 3), "two_processes_s": round(spin(2), 3)}
+
+
+_PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024 if hasattr(os, "sysconf") else 4
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of one process, KiB (``/proc/<pid>/statm``: kernel counters, cheap
+    enough to read every few milliseconds); 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE_KIB
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def memory_kib(pid: int) -> tuple[int, int]:
-    """(RSS, PSS) of one process, KiB; zeros once it is gone."""
+    """(RSS, PSS) of one process, KiB; zeros once it is gone.
+
+    Reads ``/proc/<pid>/smaps_rollup``, which walks the process's page tables
+    under its memory-map lock: the process's page faults wait meanwhile.  Read
+    it seldom (a second apart) while timing something, :func:`rss_kib` often."""
     try:
         with open(f"/proc/{pid}/smaps_rollup") as f:
             fields = dict(line.split(":", 1) for line in f if line[:4] in ("Rss:", "Pss:"))

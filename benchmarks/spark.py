@@ -63,7 +63,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ._common import log, memory_kib, tree_pids
+from ._common import log, rss_kib, tree_pids
 from .scale import opened_packages, prepare
 
 QUICK_SIZE = 10_000
@@ -102,7 +102,7 @@ class TreeSampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             pids = [p for p in tree_pids(self.root) if p not in self.exclude]
-            self.peak_kib = max(self.peak_kib, sum(memory_kib(p)[0] for p in pids))
+            self.peak_kib = max(self.peak_kib, sum(rss_kib(p) for p in pids))
             for p in pids:
                 c = self._cpu_seconds(p)
                 if c is not None:
