@@ -181,7 +181,7 @@ from . import idnumber
 from ._bits import hardening, hashing, kernels, tokens
 from ._bits.hardening import blip_flip_probability
 from ._bits.memo import RunMemo as EncodeCache
-from ._bits.prf import pack_bytes
+from ._bits.prf import pack_bytes, utf8_segments
 from .errors import SchemaMismatchError
 from .idnumber import CHECK_CHARS, WEIGHTS
 from .keys import LinkageSecret
@@ -441,6 +441,10 @@ class _Data:
             self._utf8[name] = arr
         return self._utf8[name]
 
+    def segments(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The column's distinct values as UTF-8 in one buffer, with (start, length) of each."""
+        return utf8_segments(self.column(name).uniques)
+
     def table(self, field: FieldSpec) -> tokens.TokenTable:
         if field.name not in self._tables:
             self._tables[field.name] = _token_table(field, self.column(field.name).uniques)
@@ -545,7 +549,7 @@ def _messages(strings: list[str], msg_tok: np.ndarray, salts: list[str] | None,
               msg_salt: np.ndarray | None) -> hashing.Messages:
     """Every message -- the token, or the salt, U+001F and the token, as UTF-8 -- as
     segments of two buffers (each distinct token and salt encoded once)."""
-    tok_buf, tok_start, tok_len = pack_bytes([s.encode("utf-8") for s in strings])
+    tok_buf, tok_start, tok_len = utf8_segments(strings)
     if salts is None:
         return hashing.Messages(tok_buf, tok_start[msg_tok], tok_len[msg_tok])
     salt_buf, salt_start, salt_len = pack_bytes([b"", *((s + UNIT_SEP).encode("utf-8") for s in salts)])
@@ -572,7 +576,8 @@ def _hash_codes(key: bytes, data: _Data, name: str) -> pa.Array:
     idx = np.flatnonzero(used[:-1])
     vals = np.zeros(len(used), dtype=np.int64)
     if len(idx):
-        vals[idx] = hashing.keyed_int64(key, data.encoded(name)[idx].tolist())
+        buf, starts, lens = data.segments(name)
+        vals[idx] = hashing.keyed_int64(key, hashing.Messages(buf, starts[idx], lens[idx]))
     return pa.array(vals[np.where(valid, codes, 0)], type=pa.int64(), mask=~valid)
 
 
@@ -644,8 +649,21 @@ def _typo_keys(key: bytes, data: _Data, field: FieldSpec) -> list[pa.Array]:
             block[mask] = hashing.keyed_int64(key, [m.encode() for row in fixes for m in row if m is not None])
             vals[failing] = block
             have[failing] = mask
+    n = len(col.codes)
+    if not have.any():  # no value in the call fails the check: the usual case
+        return [pa.nulls(n, type=pa.int64()) for _ in cols]
     rows = np.where(valid, col.codes, len(used) - 1)
-    return [pa.array(vals[rows, j], type=pa.int64(), mask=~have[rows, j]) for j in range(len(cols))]
+    by_col = np.ascontiguousarray(vals[rows].T)
+    has = np.ascontiguousarray(have[rows].T)
+    out = []
+    for j in range(len(cols)):
+        present = int(has[j].sum())
+        if present == 0:
+            out.append(pa.nulls(n, type=pa.int64()))
+            continue
+        bitmap = pa.py_buffer(np.packbits(has[j], bitorder="little"))
+        out.append(pa.Array.from_buffers(pa.int64(), n, [bitmap, pa.py_buffer(by_col[j])], null_count=n - present))
+    return out
 
 
 def _blocking(key: bytes, data: _Data, names: tuple[str, ...], n: int) -> pa.Array:

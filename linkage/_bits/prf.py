@@ -144,6 +144,30 @@ def pack_bytes(messages: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray, np.nd
     return np.frombuffer(b"".join(messages), dtype=np.uint8), starts, lens
 
 
+def utf8_segments(strings: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The UTF-8 of every string, in one buffer, with each one's (start, length) in it:
+    :func:`pack_bytes` of ``[s.encode("utf-8") for s in strings]`` without a bytes object
+    per string (two encodes of the joined text; byte lengths from the code points)."""
+    n = len(strings)
+    text = "".join(strings)
+    buf = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    chars = np.fromiter(map(len, strings), dtype=np.int64, count=n)
+    if len(buf) == len(text):  # ASCII: a byte a character
+        lens = chars
+    else:
+        cps = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
+        width = 1 + (cps >= 0x80).astype(np.int64) + (cps >= 0x800) + (cps >= 0x10000)
+        ends = np.zeros(len(cps) + 1, dtype=np.int64)
+        np.cumsum(width, out=ends[1:])
+        bounds = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(chars, out=bounds[1:])
+        lens = ends[bounds[1:]] - ends[bounds[:-1]]
+    starts = np.zeros(n, dtype=np.int64)
+    if n > 1:
+        np.cumsum(lens[:-1], out=starts[1:])
+    return buf, starts, lens
+
+
 def cmac_many(key: bytes, messages: Sequence[bytes]) -> np.ndarray:
     """AES-256-CMAC of every message under ``key``: ``(n, 16)`` uint8."""
     return Cmac(key).many(messages)

@@ -90,3 +90,12 @@ def test_positions_and_int64_follow_the_reference(length):
         assert pos[ptr[i]:ptr[i + 1]].tolist() == [w % length for w in reference.words(key, m, int(kmax[i]), length)]
     ints = hashing.keyed_int64(key, msgs)
     assert ints.tolist() == [int.from_bytes(reference.cmac(key, m)[:8], "big", signed=True) for m in msgs]
+
+
+def test_utf8_segments_equal_encoding_each_string():
+    strings = ["", "abc", "张三", "1990\x1f张", "𠀀x", "", "é" * 5, "522199199003071234"]
+    buf, starts, lens = prf.utf8_segments(strings)
+    assert [buf[a:a + n].tobytes() for a, n in zip(starts, lens, strict=True)] == [s.encode() for s in strings]
+    ascii_only = prf.utf8_segments(["12", "", "345"])
+    assert ascii_only[1].tolist() == [0, 2, 2] and ascii_only[2].tolist() == [2, 0, 3]
+    assert [len(x) for x in prf.utf8_segments([])] == [0, 0, 0]
