@@ -36,7 +36,13 @@ row), ``privacy-tradeoff.csv``, ``privacy-tradeoff.svg`` and
 variants (none, the schema as shipped), the name filter only among the name
 fields, no other filter, no FEBRL, no yearless county.  ``AIDLINK_PRIVACY_DATA``
 (e.g. ``county,febrl``) limits a full run to some data sets, so that they can
-run as parallel processes.
+run as parallel processes.  ``AIDLINK_PRIVACY_PEOPLE`` (default 6,000) and
+``AIDLINK_PRIVACY_PUBLIC`` (default 50,000) set a full run's county size and
+public-table size (both counties; FEBRL has its own), so that a complete sweep
+fits the time there is: the graph attack and a full linkage per variant grow
+with the county.  Every row records what it ran with (``sizes``: people,
+public people and records for a county, records for FEBRL; and the encoding
+version), in ``privacy-rows.jsonl`` as it goes and in ``privacy-lab.json``.
 """
 
 from __future__ import annotations
@@ -134,6 +140,23 @@ def _data_sets() -> tuple[str, ...]:
     return names
 
 
+def _size(var: str, default: int) -> int:
+    """A positive whole number from environment variable ``var`` (default when unset or empty)."""
+    env = os.environ.get(var, "").strip().replace("_", "").replace(",", "")
+    if not env:
+        return default
+    if not env.isdigit() or int(env) <= 0:
+        raise SystemExit(f"Error: {var}: expected a positive whole number")
+    return int(env)
+
+
+def _sizes(extra: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """What a row records of the run: its data set's size and the encoding version."""
+    from linkage.versions import ENCODING_VERSION
+
+    return {**{k: extra[k] for k in keys if k in extra}, "encoding": ENCODING_VERSION}
+
+
 def run(quick: bool) -> dict[str, Any]:
     from hub.privacy import lab
 
@@ -147,12 +170,17 @@ def run(quick: bool) -> dict[str, Any]:
     partial = out_dir / "privacy-rows.jsonl"
     partial.write_text("", "utf-8")
 
-    def keep(row: dict[str, Any]) -> None:  # every row as it comes: a long run can be read early
-        with partial.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(lab._jsonable(row), ensure_ascii=False, default=str) + "\n")
+    def keeper(sizes: dict[str, Any]):
+        def keep(row: dict[str, Any]) -> None:  # every row as it comes: a long run can be read early
+            row["sizes"] = sizes  # the row is also run_lab's: privacy-lab.json has the sizes too
+            with partial.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(lab._jsonable(row), ensure_ascii=False, default=str) + "\n")
 
-    people = 2000 if quick else FULL_PEOPLE
-    public_people = 20_000 if quick else FULL_PUBLIC
+        return keep
+
+    people = 2000 if quick else _size("AIDLINK_PRIVACY_PEOPLE", FULL_PEOPLE)
+    public_people = 20_000 if quick else _size("AIDLINK_PRIVACY_PUBLIC", FULL_PUBLIC)
+    county_keys = ("people", "public_people", "records")
     with tempfile.TemporaryDirectory(prefix="aidlink-privacy-") as d:
         tmp = Path(d)
         if "county" in which:
@@ -162,7 +190,8 @@ def run(quick: bool) -> dict[str, Any]:
             if not quick:  # the most telling first: a run cut short still has them
                 variants.sort(key=lambda v: COUNTY_ORDER.index(v.name) if v.name in COUNTY_ORDER else 99)
             say(f"privacy: county of {people} people, {len(data.raw)} records, {len(variants)} variants")
-            rows += lab.run_lab(data, variants, f1=_county_f1(data, tmp), progress=say, on_row=keep,
+            rows += lab.run_lab(data, variants, f1=_county_f1(data, tmp), progress=say,
+                                on_row=keeper(_sizes(data.extra, *county_keys)),
                                 name_columns=("bf_name",) if quick else None, other_filters=not quick)
         if "county_yearless" in which:
             ydata = lab.county_lab_data(people=people, public_people=public_people, id_missing=YEARLESS_ID_MISSING,
@@ -171,16 +200,19 @@ def run(quick: bool) -> dict[str, Any]:
             yvariants = lab.bank_variants(ydata.salt)
             say(f"privacy: county with more yearless records ({len(ydata.raw)} records), {len(yvariants)} variants")
             rows += lab.run_lab(ydata, yvariants, f1=_county_f1(ydata, tmp), progress=say, full_columns_for=(),
-                                attacks_to_run=("frequency", "graph", "bank_linking"))
+                                attacks_to_run=("frequency", "graph", "bank_linking"),
+                                on_row=keeper(_sizes(ydata.extra, *county_keys)))
         if "febrl" in which:
             fdata = lab.febrl_lab_data()
             meta["febrl"] = fdata.extra
             fvariants = [v for v in lab.default_variants(fdata.salt, clk=False) if v.name in FEBRL_VARIANTS]
             say(f"privacy: FEBRL4 {len(fdata.raw)} records, {len(fvariants)} variants")
-            rows += lab.run_lab(fdata, fvariants, f1=_febrl_f1(False, tmp), progress=say, on_row=keep,
+            rows += lab.run_lab(fdata, fvariants, f1=_febrl_f1(False, tmp), progress=say,
+                                on_row=keeper(_sizes(fdata.extra, "records")),
                                 other_filters=False)
     table = lab.tradeoff_table(rows)
-    files = lab.write_outputs(rows, table, out_dir, meta={**meta, "quick": quick})
+    files = lab.write_outputs(rows, table, out_dir, meta={**meta, "quick": quick,
+                                                          "encoding": _sizes({})["encoding"]})
     floors = {}
     default = [r for r in table if r["variant"] == "default" and r["data"] == "county"]
     if default:
