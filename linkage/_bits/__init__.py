@@ -8,11 +8,12 @@ Layout:
 
 - :mod:`.tokens`    -- n-gram tokenisation of many distinct values at once,
   with token strings de-duplicated across values (numpy, no per-record work).
-- :mod:`.hashing`   -- HMAC-SHA256 (``cryptography``) over distinct messages,
-  counter-mode expansion to bit positions, keyed Fisher--Yates permutations.
+- :mod:`.prf`       -- AES-256-CMAC (``cryptography``'s AES) of a batch of messages at once.
+- :mod:`.hashing`   -- the keyed PRF over distinct messages, counter-mode expansion to
+  bit positions, keyed int64 hashes, keyed Fisher--Yates permutations (HMAC-SHA256).
 - :mod:`.kernels`   -- the numba loop that sets (and, for balancing, clears)
   bits row by row directly in the packed output.
 - :mod:`.hardening` -- XOR-folding, BLIP bit flips, the balancing pattern.
-- :mod:`.memo`      -- results kept across the calls of one run (hashing
-  results, normalised values), bounded in size.
+- :mod:`.memo`      -- results kept across the calls of one run (the permutations,
+  normalised values).
 """
