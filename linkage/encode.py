@@ -425,21 +425,11 @@ class _Data:
         self.cache = cache
         self._cols: dict[str, _Column] = {}
         self._tables: dict[str, tokens.TokenTable] = {}
-        self._utf8: dict[str, np.ndarray] = {}
 
     def column(self, name: str) -> _Column:
         if name not in self._cols:
             self._cols[name] = _column(self.df, name)
         return self._cols[name]
-
-    def encoded(self, name: str) -> np.ndarray:
-        """The column's distinct values as UTF-8 bytes (object array)."""
-        if name not in self._utf8:
-            uniques = self.column(name).uniques
-            arr = np.empty(len(uniques), dtype=object)
-            arr[:] = [v.encode("utf-8") for v in uniques]
-            self._utf8[name] = arr
-        return self._utf8[name]
 
     def segments(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The column's distinct values as UTF-8 in one buffer, with (start, length) of each."""
@@ -681,9 +671,9 @@ def _blocking(key: bytes, data: _Data, names: tuple[str, ...], n: int) -> pa.Arr
     if ncombo:
         rep = np.empty(ncombo, dtype=np.int64)
         rep[combo] = np.flatnonzero(valid)
-        parts = [data.encoded(name)[c.codes[rep]].tolist() for name, c in zip(names, cols, strict=True)]
-        messages = list(map(UNIT_SEP.encode("utf-8").join, zip(*parts, strict=True)))
-        out[valid] = hashing.keyed_int64(key, messages)[combo]
+        parts = [[c.uniques[i] for i in c.codes[rep].tolist()] for c in cols]
+        joined = list(map(UNIT_SEP.join, zip(*parts, strict=True)))
+        out[valid] = hashing.keyed_int64(key, hashing.Messages(*utf8_segments(joined)))[combo]
     return pa.array(out, type=pa.int64(), mask=~valid)
 
 

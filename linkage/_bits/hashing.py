@@ -42,9 +42,6 @@ class Messages:
             return messages
         return cls(*pack_bytes(messages))
 
-    def __len__(self) -> int:
-        return len(self.len_a)
-
     def take(self, idx: np.ndarray) -> Messages:
         if self.buf_b is None:
             return Messages(self.buf_a, self.start_a[idx], self.len_a[idx])
