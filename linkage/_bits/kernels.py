@@ -49,24 +49,8 @@ def _or_rows(out, row_unit, unit_filters):
 
 
 @numba.njit(cache=True, nogil=True)
-def _mark_pairs(row_value, row_salt, value_ptr, tok, value_k, seen, kmax):
-    """seen[s, t] for every (salt slot, token) a row uses; kmax[s, t] its largest k."""
-    for r in range(row_value.shape[0]):
-        v = row_value[r]
-        if v < 0:
-            continue
-        s = row_salt[r]
-        k = value_k[v]
-        for e in range(value_ptr[v], value_ptr[v + 1]):
-            t = tok[e]
-            seen[s, t] = True
-            if k > kmax[s, t]:
-                kmax[s, t] = k
-
-
-@numba.njit(cache=True, nogil=True)
-def _pair_keys(row_value, row_salt, value_ptr, tok, ntok, out):
-    """Key ``s * ntok + t`` of every (row, token occurrence); returns how many."""
+def _entry_keys(row_value, row_salt, value_ptr, tok, ntok, out):
+    """Key ``s * ntok + t`` of every (row, token occurrence), rows in order; returns how many."""
     m = 0
     for r in range(row_value.shape[0]):
         v = row_value[r]
@@ -80,27 +64,30 @@ def _pair_keys(row_value, row_salt, value_ptr, tok, ntok, out):
 
 
 @numba.njit(cache=True, nogil=True)
-def _set_bits_salted(out, row_value, row_salt, value_ptr, tok, value_k, msg_of, keys, ntok,
-                     pos_ptr, pos_set, pos_clear, clear):
-    dense = msg_of.shape[0] > 0
-    for r in range(row_value.shape[0]):
-        v = row_value[r]
-        if v < 0:
-            continue
-        s = row_salt[r]
-        k = value_k[v]
-        for e in range(value_ptr[v], value_ptr[v + 1]):
-            if dense:
-                m = msg_of[s, tok[e]]
-            else:
-                m = np.searchsorted(keys, s * ntok + tok[e])
-            base = pos_ptr[m]
+def _message_kmax(row_ptr, row_k, ent_msg, kmax):
+    """kmax[m]: the largest k of any entry naming message m."""
+    for r in range(row_k.shape[0]):
+        k = row_k[r]
+        for e in range(row_ptr[r], row_ptr[r + 1]):
+            m = ent_msg[e]
+            if k > kmax[m]:
+                kmax[m] = k
+
+
+@numba.njit(cache=True, nogil=True)
+def _set_bits_entries(out, r0, row_ptr, row_k, ent_msg, pos_ptr, pos_set, pos_clear, clear):
+    """Rows ``r0 .. r0 + len(out)``: each entry sets the first ``row_k[r]`` positions of its message."""
+    for i in range(out.shape[0]):
+        r = r0 + i
+        k = row_k[r]
+        for e in range(row_ptr[r], row_ptr[r + 1]):
+            base = pos_ptr[ent_msg[e]]
             for j in range(k):
                 p = pos_set[base + j]
-                out[r, p >> 3] |= np.uint8(0x80 >> (p & 7))
+                out[i, p >> 3] |= np.uint8(0x80 >> (p & 7))
                 if clear:
                     q = pos_clear[base + j]
-                    out[r, q >> 3] &= np.uint8(0xFF ^ (0x80 >> (q & 7)))
+                    out[i, q >> 3] &= np.uint8(0xFF ^ (0x80 >> (q & 7)))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -117,21 +104,25 @@ def _or_tokens(out64, row_unit, unit_ptr, ent_msg, filters64):
 
 
 @numba.njit(cache=True, nogil=True)
-def _or_tokens_salted(out64, row_value, row_salt, value_ptr, tok, msg_of, keys, ntok, filters64):
-    dense = msg_of.shape[0] > 0
+def _or_entries(out64, r0, row_ptr, ent_msg, filters64):
+    """Rows ``r0 .. r0 + len(out64)``: OR in the precomputed filter of every entry's message
+    (in a local accumulator: one load and one store of the row)."""
     width = out64.shape[1]
-    for r in range(row_value.shape[0]):
-        v = row_value[r]
-        if v < 0:
+    acc = np.zeros(width, dtype=np.uint64)
+    for i in range(out64.shape[0]):
+        r = r0 + i
+        e0 = row_ptr[r]
+        e1 = row_ptr[r + 1]
+        if e0 == e1:
             continue
-        s = row_salt[r]
-        for e in range(value_ptr[v], value_ptr[v + 1]):
-            if dense:
-                m = msg_of[s, tok[e]]
-            else:
-                m = np.searchsorted(keys, s * ntok + tok[e])
+        for w in range(width):
+            acc[w] = out64[i, w]
+        for e in range(e0, e1):
+            m = ent_msg[e]
             for w in range(width):
-                out64[r, w] |= filters64[m, w]
+                acc[w] |= filters64[m, w]
+        for w in range(width):
+            out64[i, w] = acc[w]
 
 
 # Rough costs (ns) for choosing a strategy; only their ratios matter.
@@ -162,44 +153,44 @@ class SaltedEntries:
 
     Row ``r`` with value ``v`` and salt slot ``s`` (0: unsalted) sets, for every
     token ``t`` of ``v``, the first ``value_k[v]`` positions of the message of the
-    pair ``(s, t)``.  The pairs in use are found by one pass over the rows (a dense
-    table when ``slots * ntok`` is small, sorted keys otherwise); ``pairs_salt``,
-    ``pairs_tok`` and ``kmax`` list them in message order.
+    pair ``(s, t)``.  Every (row, token occurrence) -- an *entry* -- is named by its
+    key ``s * ntok + t``; the distinct keys, in increasing order, are the messages
+    (``pairs_salt``, ``pairs_tok``, ``kmax``: the most positions any entry needs).
+    Keys become message numbers with a table the size of the key space where
+    that is small next to the entries, by sorting otherwise.  Each row's entries
+    are stored in order with their message number, so setting bits reads them
+    front to back.
     """
 
-    DENSE_LIMIT = 1 << 21  # cells of the dense table (17 bytes each); past that, sort
+    DENSE_LIMIT = 1 << 22  # largest key space relabelled with a table (4 bytes a key)
 
     def __init__(self, row_value: np.ndarray, row_salt: np.ndarray, value_ptr: np.ndarray,
                  tok: np.ndarray, value_k: np.ndarray, slots: int, ntok: int) -> None:
-        self.row_value = np.ascontiguousarray(row_value, dtype=np.int64)
-        self.row_salt = np.ascontiguousarray(row_salt, dtype=np.int64)
-        self.value_ptr = np.ascontiguousarray(value_ptr, dtype=np.int64)
-        self.tok = np.ascontiguousarray(tok, dtype=np.int64)
-        self.value_k = np.ascontiguousarray(value_k, dtype=np.int64)
-        self.ntok = ntok
-        if slots * ntok <= self.DENSE_LIMIT:
-            seen = np.zeros((slots, ntok), dtype=np.bool_)
-            kmax = np.zeros((slots, ntok), dtype=np.int64)
-            _mark_pairs(self.row_value, self.row_salt, self.value_ptr, self.tok, self.value_k,
-                        seen, kmax)
-            flat = np.flatnonzero(seen.ravel())
-            self.kmax = kmax.ravel()[flat]
-            msg_of = np.full(slots * ntok, -1, dtype=np.int64)
-            msg_of[flat] = np.arange(len(flat), dtype=np.int64)
-            self.msg_of = msg_of.reshape(slots, ntok)
-            self.keys = np.zeros(0, dtype=np.int64)
+        row_value = np.ascontiguousarray(row_value, dtype=np.int64)
+        row_salt = np.ascontiguousarray(row_salt, dtype=np.int64)
+        value_ptr = np.ascontiguousarray(value_ptr, dtype=np.int64)
+        live = row_value >= 0
+        per_row = np.zeros(len(row_value), dtype=np.int64)
+        per_row[live] = np.diff(value_ptr)[row_value[live]]
+        self.row_ptr = np.zeros(len(row_value) + 1, dtype=np.int64)
+        np.cumsum(per_row, out=self.row_ptr[1:])
+        self.row_k = np.zeros(len(row_value), dtype=np.int64)
+        self.row_k[live] = np.asarray(value_k, dtype=np.int64)[row_value[live]]
+        keys = np.empty(int(self.row_ptr[-1]), dtype=np.int64)
+        _entry_keys(row_value, row_salt, value_ptr, np.ascontiguousarray(tok, dtype=np.int64), ntok, keys)
+        space = slots * ntok
+        if space <= self.DENSE_LIMIT and space <= 4 * len(keys) + (1 << 16):
+            seen = np.zeros(space, dtype=np.bool_)
+            seen[keys] = True
+            flat = np.flatnonzero(seen)
+            relabel = np.cumsum(seen, dtype=np.int32)
+            relabel -= 1
+            self.ent_msg = relabel[keys]
         else:
-            per_value = np.diff(self.value_ptr)
-            live = self.row_value >= 0
-            total = int(per_value[self.row_value[live]].sum())
-            buf = np.empty(total, dtype=np.int64)
-            _pair_keys(self.row_value, self.row_salt, self.value_ptr, self.tok, ntok, buf)
-            flat = np.unique(buf)
-            ent_k = np.repeat(self.value_k[self.row_value[live]], per_value[self.row_value[live]])
-            self.kmax = np.zeros(len(flat), dtype=np.int64)
-            np.maximum.at(self.kmax, np.searchsorted(flat, buf), ent_k)
-            self.msg_of = np.zeros((0, 0), dtype=np.int64)
-            self.keys = flat
+            flat, inverse = np.unique(keys, return_inverse=True)
+            self.ent_msg = inverse.astype(np.int32).ravel()
+        self.kmax = np.zeros(len(flat), dtype=np.int64)
+        _message_kmax(self.row_ptr, self.row_k, self.ent_msg, self.kmax)
         self.pairs_salt, self.pairs_tok = np.divmod(flat, ntok)
         self.pos_ptr = np.zeros(1, dtype=np.int64)
         self.pos_set = _EMPTY
@@ -218,9 +209,7 @@ class SaltedEntries:
         self.filters64 = None
         if not uniform_k or self.pos_clear is not None or width % 8:
             return
-        per_value = np.diff(self.value_ptr)
-        live = self.row_value[self.row_value >= 0]
-        row_entries = float(per_value[live].sum())
+        row_entries = float(self.row_ptr[-1])
         k = float(self.kmax.max(initial=0))
         cost_bits = row_entries * k * _NS_PER_BIT
         cost_tok = len(self.kmax) * k * _NS_PER_BIT + row_entries * (width // 8) * _NS_PER_WORD
@@ -229,16 +218,13 @@ class SaltedEntries:
             self.filters64 = _token_filters(self.pos_ptr, self.pos_set, self.kmax, width).view(np.uint64)
 
     def set_rows(self, out: np.ndarray, rows: slice) -> None:
-        """OR into ``out`` the bits of rows ``rows`` (a slice of the whole frame)."""
+        """OR into ``out`` the bits of rows ``rows`` (a slice of the whole frame, step 1)."""
+        r0 = rows.start or 0
         if self.filters64 is not None:
-            _or_tokens_salted(out.view(np.uint64), self.row_value[rows], self.row_salt[rows],
-                              self.value_ptr, self.tok, self.msg_of, self.keys, self.ntok,
-                              self.filters64)
+            _or_entries(out.view(np.uint64), r0, self.row_ptr, self.ent_msg, self.filters64)
             return
-        _set_bits_salted(out, self.row_value[rows], self.row_salt[rows], self.value_ptr, self.tok,
-                         self.value_k, self.msg_of, self.keys, self.ntok, self.pos_ptr, self.pos_set,
-                         _EMPTY if self.pos_clear is None else self.pos_clear,
-                         self.pos_clear is not None)
+        _set_bits_entries(out, r0, self.row_ptr, self.row_k, self.ent_msg, self.pos_ptr, self.pos_set,
+                          _EMPTY if self.pos_clear is None else self.pos_clear, self.pos_clear is not None)
 
 
 class Entries:
