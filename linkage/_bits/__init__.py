@@ -17,3 +17,28 @@ Layout:
 - :mod:`.memo`      -- results kept across the calls of one run (the permutations,
   normalised values).
 """
+
+import sys as _sys
+
+
+def _numba_without_blas() -> None:
+    """Load numba's array functions without its BLAS probe.
+
+    The first numba kernel a process compiles or loads from the cache imports
+    ``numba.np.arraymath``, which checks once whether scipy's BLAS is there (for
+    ``np.dot`` and ``np.linalg`` inside kernels) by importing ``scipy.linalg``:
+    some 0.3-0.4 s at the start of every encode, for functions no kernel here
+    uses.  With ``scipy.linalg.cython_blas`` marked absent for that one import
+    the probe fails at once and numba simply leaves those functions out (in this
+    process; nothing else is touched, and scipy imports normally afterwards).
+    """
+    if "numba.np.arraymath" in _sys.modules or "scipy.linalg.cython_blas" in _sys.modules:
+        return
+    _sys.modules["scipy.linalg.cython_blas"] = None  # type: ignore[assignment]
+    try:
+        import numba.np.arraymath  # noqa: F401
+    finally:
+        del _sys.modules["scipy.linalg.cython_blas"]
+
+
+_numba_without_blas()
