@@ -164,8 +164,11 @@ once per call -- all of them together, one AES pass per CMAC block
 numba loop, in chunks of rows so memory stays bounded.  A caller that encodes
 one export in many calls (agency-kit, chunk by chunk) passes one
 :class:`EncodeCache` to all of them: the filters' keyed permutations are then
-derived once per run, not once per call (same output either way).  The cache
-holds values derived from the secret: keep it for one run and drop it.
+derived once per run, not once per call, and the bit positions of parts with a
+small token alphabet (digits, dates, pinyin) are hashed once per run
+(:class:`linkage._bits.memo.PositionStore`, at most 16 MiB a part) -- same
+output either way.  The cache holds values derived from the secret: keep it for
+one run and drop it.
 """
 
 from __future__ import annotations
@@ -180,6 +183,7 @@ import pyarrow as pa
 from . import idnumber
 from ._bits import hardening, hashing, kernels, tokens
 from ._bits.hardening import blip_flip_probability
+from ._bits.memo import PositionStore
 from ._bits.memo import RunMemo as EncodeCache
 from ._bits.prf import pack_bytes, utf8_segments
 from .errors import SchemaMismatchError
@@ -425,15 +429,20 @@ class _Data:
         self.cache = cache
         self._cols: dict[str, _Column] = {}
         self._tables: dict[str, tokens.TokenTable] = {}
+        self._segments: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def column(self, name: str) -> _Column:
         if name not in self._cols:
             self._cols[name] = _column(self.df, name)
         return self._cols[name]
 
-    def segments(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The column's distinct values as UTF-8 in one buffer, with (start, length) of each."""
-        return utf8_segments(self.column(name).uniques)
+    def segments(self, name: str, sep: str = "") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The column's distinct values (each followed by ``sep``) as UTF-8 in one buffer,
+        with (start, length) of each."""
+        key = (name, sep)
+        if key not in self._segments:
+            self._segments[key] = utf8_segments(self.column(name).uniques, sep)
+        return self._segments[key]
 
     def table(self, field: FieldSpec) -> tokens.TokenTable:
         if field.name not in self._tables:
@@ -511,7 +520,7 @@ def _prepare_part(part: _Part, data: _Data, salt_col: _Column | None,
         salted = kernels.SaltedEntries(row_value, salt_col.codes + 1, table.ptr, table.tok,
                                        value_k, slots, ntok)
         pos_ptr, pos = _positions(part, table.strings, salted.pairs_tok, salted.kmax, L,
-                                  salt_col.uniques, salted.pairs_salt)
+                                  salt_col.uniques, salted.pairs_salt, data.cache)
         salted.set_positions(pos_ptr, set_map[pos], None if clear_map is None else clear_map[pos])
         salted.plan(len(set_map) // 8, uniform_k=part.bits_per_token is not None)
         return None, salted
@@ -520,7 +529,7 @@ def _prepare_part(part: _Part, data: _Data, salt_col: _Column | None,
     else:
         kmax = np.zeros(ntok, dtype=np.int64)
         np.maximum.at(kmax, table.tok, np.repeat(value_k, counts))
-    pos_ptr, pos = _positions(part, table.strings, np.arange(ntok, dtype=np.int64), kmax, L)
+    pos_ptr, pos = _positions(part, table.strings, np.arange(ntok, dtype=np.int64), kmax, L, cache=data.cache)
     entries = kernels.Entries(table.ptr, table.tok, value_k, None, pos_ptr, set_map[pos],
                               None if clear_map is None else clear_map[pos])
     entries.plan(row_value, len(set_map) // 8, kmax if part.bits_per_token is not None else None)
@@ -528,11 +537,20 @@ def _prepare_part(part: _Part, data: _Data, salt_col: _Column | None,
 
 
 def _positions(part: _Part, strings: list[str], msg_tok: np.ndarray, kmax: np.ndarray, L: int,
-               salts: list[str] | None = None, msg_salt: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+               salts: list[str] | None = None, msg_salt: np.ndarray | None = None,
+               cache: EncodeCache | None = None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`hashing.token_positions` of messages ``(salt, token)`` -- token
     ``strings[msg_tok[i]]``, salt slot ``msg_salt[i]`` (0: unsalted, ``s + 1``:
-    ``salts[s]``), ``kmax[i]`` positions each."""
-    return hashing.token_positions(part.key, _messages(strings, msg_tok, salts, msg_salt), kmax, L)
+    ``salts[s]``), ``kmax[i]`` positions each -- through the run's position store
+    for the part when there is a cache (:class:`linkage._bits.memo.PositionStore`)."""
+    messages = _messages(strings, msg_tok, salts, msg_salt)
+    if cache is not None:
+        store = cache.derived(("positions", part.key, L), PositionStore)
+        got = store.gather(strings, msg_tok, salts, msg_salt, kmax,
+                           lambda idx: hashing.token_positions(part.key, messages.take(idx), kmax[idx], L))
+        if got is not None:
+            return got
+    return hashing.token_positions(part.key, messages, kmax, L)
 
 
 def _messages(strings: list[str], msg_tok: np.ndarray, salts: list[str] | None,
@@ -671,9 +689,15 @@ def _blocking(key: bytes, data: _Data, names: tuple[str, ...], n: int) -> pa.Arr
     if ncombo:
         rep = np.empty(ncombo, dtype=np.int64)
         rep[combo] = np.flatnonzero(valid)
-        parts = [[c.uniques[i] for i in c.codes[rep].tolist()] for c in cols]
-        joined = list(map(UNIT_SEP.join, zip(*parts, strict=True)))
-        out[valid] = hashing.keyed_int64(key, hashing.Messages(*utf8_segments(joined)))[combo]
+        if len(cols) == 2:  # the usual key: the first value and U+001F, then the second, as segments
+            a_buf, a_start, a_len = data.segments(names[0], UNIT_SEP)
+            b_buf, b_start, b_len = data.segments(names[1])
+            a, b = cols[0].codes[rep], cols[1].codes[rep]
+            messages = hashing.Messages(a_buf, a_start[a], a_len[a], b_buf, b_start[b], b_len[b])
+        else:
+            parts = [[c.uniques[i] for i in c.codes[rep].tolist()] for c in cols]
+            messages = hashing.Messages(*utf8_segments(list(map(UNIT_SEP.join, zip(*parts, strict=True)))))
+        out[valid] = hashing.keyed_int64(key, messages)[combo]
     return pa.array(out, type=pa.int64(), mask=~valid)
 
 

@@ -144,14 +144,15 @@ def pack_bytes(messages: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray, np.nd
     return np.frombuffer(b"".join(messages), dtype=np.uint8), starts, lens
 
 
-def utf8_segments(strings: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The UTF-8 of every string, in one buffer, with each one's (start, length) in it:
-    :func:`pack_bytes` of ``[s.encode("utf-8") for s in strings]`` without a bytes object
-    per string (two encodes of the joined text; byte lengths from the code points)."""
+def utf8_segments(strings: Sequence[str], sep: str = "") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The UTF-8 of every string followed by ``sep``, in one buffer, with each one's (start,
+    length) in it: :func:`pack_bytes` of ``[(s + sep).encode("utf-8") for s in strings]``
+    without a string or bytes object per string (two encodes of the joined text; byte
+    lengths from the code points)."""
     n = len(strings)
-    text = "".join(strings)
+    text = sep.join(strings) + sep if n else ""
     buf = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-    chars = np.fromiter(map(len, strings), dtype=np.int64, count=n)
+    chars = np.fromiter(map(len, strings), dtype=np.int64, count=n) + len(sep)
     if len(buf) == len(text):  # ASCII: a byte a character
         lens = chars
     else:

@@ -286,6 +286,14 @@ def test_exact_hash_and_blocking_key_by_hand(judicial, table):
                                   "1990-03-07\x1fM")
     assert row["bk_pinyin_year"] == h(SECRET.derive("blocking", judicial.id, "pinyin_year"),
                                       "zhang san\x1f1990")
+    # keys of one and of three fields (two-field keys are hashed from segments, the others joined)
+    doc = judicial_doc()
+    doc["blocking_keys"] = [{"name": "sex", "fields": ["sex"]},
+                            {"name": "three", "fields": ["name_pinyin", "birth_year", "sex"]}]
+    s = schema_from_document(doc)
+    t = encode_records(frame(ROWS, s), s, SECRET).to_pylist()
+    assert t[0]["bk_sex"] == h(SECRET.derive("blocking", s.id, "sex"), "M")
+    assert t[0]["bk_three"] == h(SECRET.derive("blocking", s.id, "three"), "zhang san\x1f1990\x1fM")
 
 
 def test_same_result_for_every_bit_setting_strategy_and_chunking(judicial, monkeypatch):

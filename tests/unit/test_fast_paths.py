@@ -153,6 +153,35 @@ def test_encode_cache_gives_the_same_encodings_chunk_by_chunk(export_chunks):
             fresh = encode_records(normalised, schema, SECRET, np.random.default_rng(rng_seed))
             assert cached.equals(fresh)
         assert cache._derived  # the permutations were derived once and served the later chunks
+        stores = [v for k, v in cache._derived.items() if k[0] == "positions"]
+        assert sum(s.served for s in stores) > 0 and sum(s.hashed for s in stores) > 0
+
+
+def test_position_store_serves_what_hashing_gives_and_turns_itself_off():
+    from linkage._bits import hashing
+    from linkage._bits.memo import PositionStore
+    from linkage.encode import _messages
+
+    key, length = bytes(range(32)), 1024
+    store = PositionStore(max_tokens=50)
+    rng = np.random.default_rng(1)
+    for call in range(8):
+        strings = [f"t{i}" for i in rng.choice(40, 30, replace=False)]
+        salts = None if call == 3 else [str(1950 + y) for y in rng.choice(10, 4, replace=False)]
+        n = 80
+        msg_tok = rng.integers(0, 30, n)
+        msg_salt = None if salts is None else rng.integers(0, 5, n)  # 0: unsalted
+        kmax = np.full(n, 8, dtype=np.int64) if call % 2 else rng.integers(1, 30, n)  # k grows too
+        messages = _messages(strings, msg_tok, salts, msg_salt)
+        want = hashing.token_positions(key, messages, kmax, length)
+        got = store.gather(strings, msg_tok, salts, msg_salt, kmax,
+                           lambda idx: hashing.token_positions(key, messages.take(idx), kmax[idx], length))
+        assert got is not None
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1]), call
+    assert store.served > 0 and store.hashed > 0
+    many = [f"u{i}" for i in range(60)]  # past max_tokens: the store empties itself and says so
+    assert store.gather(many, np.arange(60), None, None, np.full(60, 4), lambda idx: None) is None
+    assert not store.enabled
 
 
 def test_cache_rejects_another_type(export_chunks):

@@ -99,3 +99,7 @@ def test_utf8_segments_equal_encoding_each_string():
     ascii_only = prf.utf8_segments(["12", "", "345"])
     assert ascii_only[1].tolist() == [0, 2, 2] and ascii_only[2].tolist() == [2, 0, 3]
     assert [len(x) for x in prf.utf8_segments([])] == [0, 0, 0]
+    for sep in ("\x1f", "张", "::"):
+        buf, starts, lens = prf.utf8_segments(strings, sep)
+        assert [buf[a:a + n].tobytes() for a, n in zip(starts, lens, strict=True)] == \
+            [(s + sep).encode() for s in strings]
