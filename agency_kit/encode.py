@@ -21,8 +21,9 @@ run ends (``_WORKER`` is cleared; the pool's processes exit).  Tokens are
 drawn fresh for every run.
 
 Peak memory, per process: the libraries (~250 MB resident, counted again in
-every process that maps them), the caches (the permutations, a few KiB, and the
-distinct addresses),
+every process that maps them), the caches (the permutations, a few KiB; the
+bit positions of the digit, date and pinyin parts, a few MiB and at most 16 MiB
+a part; the distinct addresses),
 one chunk being encoded (~100-150 MB at 25,000 rows; the CLI's default is
 20,000), up to 128 MiB of freed heap not yet handed back (:func:`_release_memory`)
 and, in this process, the CSV reader's blocks and up to two results of each
@@ -42,6 +43,8 @@ import collections
 import contextlib
 import csv
 import functools
+import hashlib
+import io
 import itertools
 import logging
 import os
@@ -53,7 +56,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -196,7 +199,7 @@ def encode_export(
     schema: LinkageSchema,
     secret: LinkageSecret,
     outputs: EncodeOutputs,
-    write_package: Callable[[Path, dict[str, Any]], dict[str, Any]],
+    write_package: Callable[[Path, dict[str, Any], bytes], dict[str, Any]],
     vault_key: bytes,
     encoding: str | None = None,
     sheet: str | None = None,
@@ -209,9 +212,11 @@ def encode_export(
 ) -> dict[str, Any]:
     """Encode one export; returns the summary (counts, paths, package id, timings).
 
-    ``write_package(parquet_path, manifest_fields) -> manifest`` signs and seals
-    the encoded Parquet file into ``outputs.package`` (atomic); the caller binds
-    the keys and the roster.
+    ``write_package(parquet_path, manifest_fields, payload_sha256) -> manifest``
+    signs and seals the encoded Parquet file into ``outputs.package`` (atomic;
+    ``payload_sha256`` is the file's SHA-256, taken as it was written, for
+    :func:`linkage.package.write_package`); the caller binds the keys and the
+    roster.
     """
     t0 = time.perf_counter()
     outputs.check_free(force)
@@ -229,7 +234,8 @@ def encode_export(
     try:
         with VaultWriter(outputs.vault, key=vault_key, package_id=package_id, dataset=mapping.dataset,
                          force=force) as vault, \
-                open(tmp_rejects, "w", encoding="utf-8-sig", newline="") as rej_f:
+                open(tmp_rejects, "w", encoding="utf-8-sig", newline="") as rej_f, \
+                _HashingFile(open(tmp_parquet, "wb")) as sink:
             rej = csv.writer(rej_f)
             rej.writerow(["row", "column", "rule"])
             writer: pq.ParquetWriter | None = None
@@ -244,7 +250,7 @@ def encode_export(
                     # are random bytes, where both only cost time
                     names = table.schema.names
                     writer = pq.ParquetWriter(
-                        tmp_parquet, table.schema, compression=_compression(names),
+                        sink, table.schema, compression=_compression(names),
                         use_dictionary=[c for c in names if c.startswith("attr_")] or False,
                         write_statistics=[c for c in names if c.startswith(("attr_", "eh_", "bk_"))] or False)
                 writer.write_table(table)
@@ -266,6 +272,7 @@ def encode_export(
             if writer is None:  # pragma: no cover - readers raise EmptyInputError first
                 raise SchemaMismatchError(f"{input_path}: nothing to encode")
             writer.close()
+            sink.close()
             manifest = write_package(tmp_parquet, {
                 "package_id": package_id,
                 "agency": mapping.agency,
@@ -275,7 +282,7 @@ def encode_export(
                 "schema_fingerprint": schema.fingerprint,
                 "key_check_value": secret.key_check_value(),
                 "counts": dict(counts),
-            })
+            }, sink.sha256.digest())
         os.replace(tmp_rejects, outputs.rejects)
     except BaseException:
         for p in (outputs.package,):
@@ -301,6 +308,30 @@ def encode_export(
         "problems_by_rule": dict(sorted(rules.items())),
         "seconds": round(time.perf_counter() - t0, 3),
     }
+
+
+class _HashingFile(io.RawIOBase):
+    """A file being written, hashed (SHA-256) on the way: the payload is then not read
+    back just to hash it before sealing."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.sha256 = hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        self.sha256.update(b)
+        return self._raw.write(b)
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+    def close(self) -> None:
+        if not self.closed:
+            super().close()  # flushes first
+            self._raw.close()
 
 
 #: Columns zstd cannot shrink: keyed hashes (exact hashes, blocking and typo keys: 8 uniformly

@@ -92,11 +92,11 @@ def register(cli: click.Group) -> None:
         hub = roster.hub
         raw_signing = identity.signing_key.private_bytes_raw()
 
-        def seal(parquet_path: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+        def seal(parquet_path: Path, manifest: dict[str, Any], payload_sha256: bytes) -> dict[str, Any]:
             return write_package(outputs.package, parquet_path, manifest, signing_key=identity.signing_key,
                                  sender_id=identity.id, recipient_id=hub.id,
                                  recipient_public_key=hub.sealing_key(), suite=hub.sealing_suite,
-                                 force=force)
+                                 force=force, payload_sha256=payload_sha256)
 
         if pq and hub.sealing_suite != "mlkem768-x25519":
             raise click.BadParameter("the hub's sealing key in the roster is not ML-KEM-768+X25519",

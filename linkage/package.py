@@ -78,9 +78,11 @@ import contextlib
 import hashlib
 import json
 import os
+import queue
 import re
 import struct
 import tempfile
+import threading
 from collections.abc import Container, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -302,11 +304,71 @@ def _final_manifest(fields: dict[str, Any], *, sender_id: str, recipient_id: str
     return m
 
 
+_datasync = getattr(os, "fdatasync", os.fsync)  # macOS and Windows have no fdatasync
+
+
+class _SealWriter:
+    """Writes the sealed chunks, and hashes the payload when asked, on a second thread.
+
+    File writes, ``fdatasync`` and SHA-256 of large buffers all release the GIL, so
+    the disk and the hash keep pace while the calling thread encrypts the next
+    chunk; the file is pushed to disk every ``SYNC_EVERY`` bytes on the way (the
+    final fsync of :func:`atomic_output` then has little left).  At most
+    ``depth`` pieces wait.  An error on the thread is raised by the next
+    ``write``/``hash`` or by ``close``; ``close`` always waits for the thread.
+    """
+
+    SYNC_EVERY = 32 << 20
+
+    def __init__(self, out: BinaryIO, sha: Any | None, depth: int = 8) -> None:
+        self._out, self._sha, self._sync_every = out, sha, self.SYNC_EVERY
+        self._queue: queue.Queue[tuple[str, Any] | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="aidlink-seal-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        unsynced = 0
+        while (item := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # drain: the caller learns of the error and stops
+            kind, b = item
+            try:
+                if kind == "hash":
+                    self._sha.update(b)
+                    continue
+                self._out.write(b)
+                unsynced += len(b)
+                if unsynced >= self._sync_every:
+                    self._out.flush()
+                    _datasync(self._out.fileno())
+                    unsynced = 0
+            except BaseException as e:  # handed to the calling thread
+                self._error = e
+
+    def _put(self, item: tuple[str, Any]) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(item)
+
+    def write(self, b: bytes) -> None:
+        self._put(("write", b))
+
+    def hash(self, b: bytes) -> None:
+        self._put(("hash", b))
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
 def write_package(path: str | Path, table: pa.Table | str | Path, manifest: dict[str, Any], *,
                   signing_key: Ed25519PrivateKey, sender_id: str, recipient_id: str,
                   recipient_public_key: Any, suite: str = "x25519", chunk_size: int = DEFAULT_CHUNK_SIZE,
                   now: datetime | None = None, ttl_days: int = DEFAULT_TTL_DAYS, force: bool = False,
-                  rng: _hpke.Rng = os.urandom) -> dict[str, Any]:
+                  rng: _hpke.Rng = os.urandom, payload_sha256: bytes | None = None) -> dict[str, Any]:
     """Sign ``table`` with its manifest and seal it to the recipient; returns the final manifest.
 
     ``table`` is a pyarrow.Table or the path of a Parquet file (streamed, never
@@ -317,6 +379,11 @@ def write_package(path: str | Path, table: pa.Table | str | Path, manifest: dict
     columns and row_count.  ``recipient_public_key`` is a
     :class:`~linkage._crypto._hpke.ReceivingPublicKey` (``party.sealing_key()``)
     or a ``cryptography`` X25519 / MLKEM768X25519 public key of ``suite``.
+
+    ``payload_sha256``: the SHA-256 of the Parquet file, when the caller computed
+    it as it wrote the file -- the file is then read once, not twice; the digest
+    is checked against the bytes as they are sealed, and a mismatch raises
+    :class:`~linkage.errors.IntegrityError` and leaves no package.
     """
     if not isinstance(signing_key, Ed25519PrivateKey):
         raise TypeError("signing_key must be an Ed25519PrivateKey")
@@ -331,8 +398,14 @@ def write_package(path: str | Path, table: pa.Table | str | Path, manifest: dict
     target = check_output(path, force)
     directory = target.parent if str(target.parent) else Path(".")
     with _parquet_source(table, directory) as (src, schema, rows):
-        digest = _sha256_file(src)
-        src.seek(0)
+        if payload_sha256 is None or isinstance(table, pa.Table):
+            digest = _sha256_file(src)
+            src.seek(0)
+            check = None
+        else:
+            if not isinstance(payload_sha256, bytes) or len(payload_sha256) != 32:
+                raise ValueError("payload_sha256 must be 32 bytes")
+            digest, check = payload_sha256, hashlib.sha256()
         final = _final_manifest(manifest, sender_id=sender_id, recipient_id=recipient_id, now=when,
                                 ttl_days=ttl_days, digest=digest, schema=schema, rows=rows, rng=rng)
         manifest_bytes = canonical_json(final)
@@ -345,14 +418,27 @@ def write_package(path: str | Path, table: pa.Table | str | Path, manifest: dict
         signature = signing_key.sign(signature_message(header, manifest_bytes, digest))
         key, prefix = derive_stream_key(content_key)
 
-        def pieces() -> Iterator[bytes]:
-            yield body_prefix(manifest_bytes, signature)
-            yield from _file_pieces(src, chunk_size)
-
         with atomic_output(target, force=force, mode=0o600) as out:
-            out.write(header)
-            for sealed_chunk in encrypt_stream(key, prefix, header, pieces(), chunk_size):
-                out.write(sealed_chunk)
+            writer = _SealWriter(out, check)
+
+            def pieces() -> Iterator[bytes]:
+                yield body_prefix(manifest_bytes, signature)
+                for b in _file_pieces(src, chunk_size):
+                    if check is not None:
+                        writer.hash(b)
+                    yield b
+
+            try:
+                writer.write(header)
+                for sealed_chunk in encrypt_stream(key, prefix, header, pieces(), chunk_size):
+                    writer.write(sealed_chunk)
+            except BaseException:
+                with contextlib.suppress(BaseException):
+                    writer.close()  # the thread stops; the first error is the one raised
+                raise
+            writer.close()
+            if check is not None and not ct_equal(check.digest(), digest):
+                raise IntegrityError()  # the file changed since the caller hashed it: nothing is sent
     return final
 
 

@@ -121,6 +121,46 @@ def package(parties, tmp_path):
     return p, manifest
 
 
+def parquet_file(path, t):
+    pq.write_table(t, path)
+    return hashlib.sha256(path.read_bytes()).digest()
+
+
+def test_a_digest_taken_while_writing_saves_a_pass_and_is_checked(parties, tmp_path):
+    t = table(300)
+    src = tmp_path / "payload.parquet"
+    digest = parquet_file(src, t)
+    p = tmp_path / "p.aidpkg"
+    m = seal(parties, p, t=src, payload_sha256=digest)
+    assert m["content_sha256"] == digest.hex()
+    assert open_(parties, p).table.equals(t)
+    # a digest that is not the file's: refused as the file is sealed, and no package is left
+    q = tmp_path / "q.aidpkg"
+    wrong = bytes(a ^ b for a, b in zip(digest, b"\x01" + bytes(31), strict=True))
+    assert_opaque(lambda: seal(parties, q, t=src, payload_sha256=wrong), tmp_path)
+    assert not q.exists()
+    with pytest.raises(ValueError):
+        seal(parties, q, t=src, payload_sha256=digest[:16])
+
+
+def test_a_failing_disk_write_leaves_no_package(parties, tmp_path, monkeypatch):
+    import linkage.package as package_module
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(package_module, "_datasync", full)
+    monkeypatch.setattr(package_module._SealWriter, "SYNC_EVERY", 4096)
+    src = tmp_path / "payload.parquet"
+    digest = parquet_file(src, table(3000))
+    p = tmp_path / "p.aidpkg"
+    with pytest.raises(OSError, match="No space"):
+        write_package(p, src, dict(FIELDS), signing_key=parties.a.signing_key, sender_id=parties.a.id,
+                      recipient_id="hub", recipient_public_key=parties.hub.sealing_key.public_key(),
+                      chunk_size=CHUNK, now=NOW, payload_sha256=digest)
+    assert not p.exists() and sorted(os.listdir(tmp_path)) == ["payload.parquet"]
+
+
 def chunks_of(data: bytes, header_len: int, chunk: int = CHUNK):
     body = data[header_len:]
     step = chunk + 16
