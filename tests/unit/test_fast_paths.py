@@ -416,3 +416,33 @@ def test_csv_reader_lets_go_of_what_pyarrow_reads_from_when_closed(tmp_path):
     chunks.close()
     # nothing a pyarrow thread could free later (under the GIL, perhaps while the interpreter exits)
     assert side() is None and gate.reader is None
+
+
+def test_a_chunk_result_travels_without_its_null_columns(tmp_path):
+    """A pool process's result leaves its all-null columns (the typo keys of numbers that pass
+    their check) behind and they are rebuilt, typed, on arrival: the same table."""
+    import pickle
+    from datetime import date
+
+    from agency_kit import encode as agency_encode
+    from agency_kit.mapping import mapping_from_document
+    from agency_kit.readers import iter_chunks
+    from benchmarks._agency_e2e import MAPPING, write_export
+
+    schema = load_schema("judicial-assistance")
+    mapping = mapping_from_document(MAPPING, schema)
+    path = tmp_path / "dibao.csv"
+    write_export(path, 400, seed=3)
+    chunk = list(iter_chunks(path, columns_needed=mapping.source_columns, chunk_rows=300))[0]
+    agency_encode._init_worker(schema, bytes(SECRET.value), mapping, date(2026, 11, 30), bytes(32))
+    try:
+        result = agency_encode.encode_chunk(chunk)
+    finally:
+        agency_encode._WORKER.clear()
+    null = [n for n in result.table.column_names if result.table.column(n).null_count == result.table.num_rows]
+    assert any(n.startswith("vk_") for n in null)
+    sent = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+    got = pickle.loads(sent)
+    assert got.table.equals(result.table) and got.table.schema.equals(result.table.schema)
+    assert np.array_equal(got.kept_offsets, result.kept_offsets) and got.row_key_digests == result.row_key_digests
+    assert len(sent) < len(pickle.dumps(result.table.drop_columns(null))) + 100_000

@@ -572,3 +572,21 @@ def test_reading_speed_one_million_rows(tmp_path, encoding):
           f"{rows / wall:,.0f} rows/s")
     assert rows == n
     assert cpu < 10 * n / 1_000_000  # loose: the machine is shared; the target is <= 5 s per million
+
+
+def test_a_chunk_travels_to_a_worker_as_its_own_rows_only(tmp_path):
+    """Pickled (sent to a pool process), a chunk of a CSV carries its cells, not the reader's
+    whole block it is a slice of, and arrives with the same table, frame and row numbers."""
+    import pickle
+
+    rows = [[f"{NAME}{i % 7}", ID, PHONE, f"{ADDR}{i}"] for i in range(6000)]
+    path = write(tmp_path / "big.csv", csv_text(rows))
+    chunks = read_all(path, chunk_rows=1000)
+    assert len(chunks) == 6
+    for c in chunks:
+        sent = pickle.dumps(c, protocol=pickle.HIGHEST_PROTOCOL)
+        got = pickle.loads(sent)
+        assert got._table.equals(c._table) and got.first_row == c.first_row
+        assert got.frame.equals(c.frame)
+        assert np.array_equal(got.row_numbers, c.row_numbers)
+        assert len(sent) < 2 * c._table.nbytes < c._table.get_total_buffer_size()
