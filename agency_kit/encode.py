@@ -253,8 +253,8 @@ def encode_export(
     package_id = _secrets.token_hex(16)
     out_dir = outputs.package.parent
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp_parquet = Path(tempfile.mkstemp(prefix=".aidlink-enc-", suffix=".parquet", dir=out_dir)[1])
-    tmp_rejects = Path(tempfile.mkstemp(prefix=".aidlink-rej-", suffix=".csv", dir=out_dir)[1])
+    tmp_parquet = _temp_file(out_dir, ".aidlink-enc-", ".parquet")
+    tmp_rejects = _temp_file(out_dir, ".aidlink-rej-", ".csv")
     counts = {"rows_read": 0, "encoded": 0, "flagged": 0, "rejected": 0}
     rules: dict[str, int] = {}
     try:
@@ -334,6 +334,13 @@ def encode_export(
         "problems_by_rule": dict(sorted(rules.items())),
         "seconds": round(time.perf_counter() - t0, 3),
     }
+
+
+def _temp_file(directory: Path, prefix: str, suffix: str) -> Path:
+    """A new empty file (mode 0600) for this run's intermediate output; its descriptor closed."""
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=directory)
+    os.close(fd)
+    return Path(name)
 
 
 class _HashingFile(io.RawIOBase):

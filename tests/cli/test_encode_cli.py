@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -103,6 +104,15 @@ def test_encode_happy_path(fed, tmp_path, env):
     vault = open_vault(out.with_name("dibao.vault"), key=vault_key(ident.signing_key.private_bytes_raw()))
     assert vault.package_id == summary["package_id"]
     assert_no_personal_data(out.read_bytes().decode("latin-1"))
+
+
+def test_encode_leaves_no_file_descriptor_open(fed, tmp_path, env):
+    src = write_csv(tmp_path / "dibao.csv", HEADER, rows())
+    run_encode(fed, tmp_path / "warm", src)  # libraries load (and open what they keep) once
+    before = len(os.listdir("/proc/self/fd"))
+    res, _ = run_encode(fed, tmp_path, src)
+    assert res.exit_code == 0, res.output
+    assert len(os.listdir("/proc/self/fd")) == before
 
 
 def test_flagged_id_still_encoded_and_reported_by_rule(fed, tmp_path, env):
