@@ -122,7 +122,7 @@ class PositionStore:
         have[have] = self._k[slot[have]] >= kmax[have]
         miss = np.flatnonzero(~have)
         if len(miss):
-            ptr, pos = compute(miss)
+            _, pos = compute(miss)
             fresh = slot[miss] < 0
             new = np.arange(self._used, self._used + int(fresh.sum()), dtype=np.int64)
             self._used += len(new)
