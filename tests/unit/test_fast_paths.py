@@ -433,7 +433,8 @@ def test_a_chunk_result_travels_without_its_null_columns(tmp_path):
     mapping = mapping_from_document(MAPPING, schema)
     path = tmp_path / "dibao.csv"
     write_export(path, 400, seed=3)
-    chunk = list(iter_chunks(path, columns_needed=mapping.source_columns, chunk_rows=300))[0]
+    chunks = list(iter_chunks(path, columns_needed=mapping.source_columns, chunk_rows=300))  # read to the end
+    chunk = chunks[0]
     agency_encode._init_worker(schema, bytes(SECRET.value), mapping, date(2026, 11, 30), bytes(32))
     try:
         result = agency_encode.encode_chunk(chunk)
