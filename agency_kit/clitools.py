@@ -36,6 +36,7 @@ import re
 import sys
 import traceback
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -118,8 +119,8 @@ class AuditSession:
     log_path: Path
     action: str
     started: datetime
-    inputs: list[FileRef] = field(default_factory=list)
-    outputs: list[tuple[str, Path]] = field(default_factory=list)
+    inputs: list[Future[FileRef]] = field(default_factory=list)
+    outputs: list[tuple[str, Path, tuple[bytes, int] | None]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     refs: dict[str, str | list[str]] = field(default_factory=dict)
     party: str | None = None
@@ -127,26 +128,44 @@ class AuditSession:
     signer: tuple[str, Any] | None = None
     touched: bool = False
     clock: Callable[[], datetime] = utc_now
+    _hasher: ThreadPoolExecutor | None = None
 
     def add_input(self, role: str, path: str | Path) -> None:
+        """Fingerprinted from now on, on a thread (hashing releases the GIL: a large export's
+        0.1 s overlap the command's start); the entry waits for it."""
         _check_name(role)
         p = Path(path)
         if p.is_file():
-            self.inputs.append(fingerprint_file(role, p))
+            if self._hasher is None:
+                self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aidlink-audit")
+            self.inputs.append(self._hasher.submit(fingerprint_file, role, p))
             self.touched = True
 
-    def add_output(self, role: str, path: str | Path) -> None:
+    def add_output(self, role: str, path: str | Path, known: tuple[bytes, int] | None = None) -> None:
         _check_name(role)
         self.touched = True
-        self.outputs.append((role, Path(path)))
+        self.outputs.append((role, Path(path), known))
 
     def finish(self, outcome: Outcome) -> dict[str, Any]:
-        outputs = [fingerprint_file(role, p) for role, p in self.outputs if p.is_file()]
+        try:
+            inputs = [f.result() for f in self.inputs]
+        finally:
+            if self._hasher is not None:
+                self._hasher.shutdown()
+        outputs = [_output_ref(role, p, known) for role, p, known in self.outputs if p.is_file()]
         record = AuditRecord(tool=self.spec.tool, action=self.action,
                              actor=Actor.current(self.party, self.role or _default_role(self.spec)),
-                             started=self.started, outcome=outcome, inputs=self.inputs, outputs=outputs,
+                             started=self.started, outcome=outcome, inputs=inputs, outputs=outputs,
                              counts=self.counts, refs=self.refs)
         return append_entry(self.log_path, record, clock=self.clock, signer=self.signer)
+
+
+def _output_ref(role: str, path: Path, known: tuple[bytes, int] | None) -> FileRef:
+    """An output's fingerprint: the digest its writer took of the bytes it wrote when the
+    file still has that size, else the file hashed now."""
+    if known is not None and known[0] is not None and path.stat().st_size == known[1]:
+        return FileRef(role, path.name, known[0].hex(), known[1])
+    return fingerprint_file(role, path)
 
 
 def _default_role(spec: AuditSpec) -> str:
@@ -190,10 +209,12 @@ class Reporter:
         if self._audit:
             self._audit.add_input(role, path)
 
-    def audit_output(self, role: str, path: str | Path) -> None:
-        """A file the command writes: fingerprinted when the command ends, if it exists then."""
+    def audit_output(self, role: str, path: str | Path, known: tuple[bytes, int] | None = None) -> None:
+        """A file the command writes: fingerprinted when the command ends, if it exists then.
+        ``known``: (sha256, size) its writer took of the bytes as it wrote them, used when the
+        file is that size then (the file is not read again)."""
         if self._audit:
-            self._audit.add_output(role, path)
+            self._audit.add_output(role, path, known)
 
     def audit_counts(self, counts: Mapping[str, int] | None = None, **more: int) -> None:
         """Counts (non-negative integers; bools refused), added to or replacing earlier ones."""

@@ -5,9 +5,10 @@
         -> package (manifest + Parquet, signed by the agency, sealed to the hub)
 
 Memory is bounded by the chunk size: each chunk is normalised and encoded on
-its own (in worker processes when ``workers > 1``) and appended to a temporary
-Parquet file; the package is then sealed from that file in authenticated
-chunks.  Writes are atomic: the package, the vault and the rejects report
+its own (in worker processes when ``workers > 1``) and appended to the Parquet
+payload, which goes straight into the package writer: sealed in authenticated
+chunks and written to disk as it is produced, the manifest and signature after
+it (:class:`linkage.package.PackageWriter`).  Writes are atomic: the package, the vault and the rejects report
 appear together at the end of a successful run, or not at all.
 
 Speed.  ``workers`` is the number of processes, this one included: it reads
@@ -44,8 +45,6 @@ import collections
 import contextlib
 import csv
 import functools
-import hashlib
-import io
 import itertools
 import logging
 import os
@@ -57,7 +56,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -68,6 +67,7 @@ from linkage.encode import EncodeCache, encode_records
 from linkage.errors import OutputExistsError, RosterError, SchemaMismatchError
 from linkage.keys import LinkageSecret
 from linkage.normalise import ValueMemo, memo_scope, normalise_records
+from linkage.package import PackageWriter
 from linkage.roster import Roster
 from linkage.schema import LinkageSchema
 
@@ -226,7 +226,7 @@ def encode_export(
     schema: LinkageSchema,
     secret: LinkageSecret,
     outputs: EncodeOutputs,
-    write_package: Callable[[Path, dict[str, Any], bytes], dict[str, Any]],
+    package_writer: Callable[[], PackageWriter],
     vault_key: bytes,
     encoding: str | None = None,
     sheet: str | None = None,
@@ -239,11 +239,10 @@ def encode_export(
 ) -> dict[str, Any]:
     """Encode one export; returns the summary (counts, paths, package id, timings).
 
-    ``write_package(parquet_path, manifest_fields, payload_sha256) -> manifest``
-    signs and seals the encoded Parquet file into ``outputs.package`` (atomic;
-    ``payload_sha256`` is the file's SHA-256, taken as it was written, for
-    :func:`linkage.package.write_package`); the caller binds the keys and the
-    roster.
+    ``package_writer()`` opens the :class:`~linkage.package.PackageWriter` for
+    ``outputs.package`` (the caller binds the keys and the roster): the encoded
+    Parquet goes straight into it and is sealed and written as it is produced;
+    nothing is under the package's name unless the whole run succeeds.
     """
     t0 = time.perf_counter()
     outputs.check_free(force)
@@ -254,7 +253,6 @@ def encode_export(
     package_id = _secrets.token_hex(16)
     out_dir = outputs.package.parent
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp_parquet = _temp_file(out_dir, ".aidlink-enc-", ".parquet")
     tmp_rejects = _temp_file(out_dir, ".aidlink-rej-", ".csv")
     counts = {"rows_read": 0, "encoded": 0, "flagged": 0, "rejected": 0}
     rules: dict[str, int] = {}
@@ -262,7 +260,7 @@ def encode_export(
         with VaultWriter(outputs.vault, key=vault_key, package_id=package_id, dataset=mapping.dataset,
                          force=force) as vault, \
                 open(tmp_rejects, "w", encoding="utf-8-sig", newline="") as rej_f, \
-                _HashingFile(open(tmp_parquet, "wb")) as sink:
+                package_writer() as package:
             rej = csv.writer(rej_f)
             rej.writerow(["row", "column", "rule"])
             writer: pq.ParquetWriter | None = None
@@ -277,7 +275,7 @@ def encode_export(
                     # are random bytes, where both only cost time
                     names = table.schema.names
                     writer = pq.ParquetWriter(
-                        sink, table.schema, compression=_compression(names),
+                        package, table.schema, compression=_compression(names),
                         use_dictionary=[c for c in names if c.startswith("attr_")] or False,
                         write_statistics=[c for c in names if c.startswith(("attr_", "eh_", "bk_"))] or False)
                 writer.write_table(table)
@@ -299,8 +297,7 @@ def encode_export(
             if writer is None:  # pragma: no cover - readers raise EmptyInputError first
                 raise SchemaMismatchError(f"{input_path}: nothing to encode")
             writer.close()
-            sink.close()
-            manifest = write_package(tmp_parquet, {
+            manifest = package.finish({
                 "package_id": package_id,
                 "agency": mapping.agency,
                 "dataset": mapping.dataset,
@@ -309,19 +306,17 @@ def encode_export(
                 "schema_fingerprint": schema.fingerprint,
                 "key_check_value": secret.key_check_value(),
                 "counts": dict(counts),
-            }, sink.sha256.digest())
+            }, schema=writer.schema, rows=counts["encoded"])
         os.replace(tmp_rejects, outputs.rejects)
     except BaseException:
-        for p in (outputs.package,):
-            # write_package is atomic itself; if it succeeded but the vault failed, remove it
-            if p.exists() and not force:
-                with contextlib.suppress(OSError):
-                    p.unlink()
+        # the package writer is atomic itself; if it finished but the vault failed, remove the package
+        if not force:
+            with contextlib.suppress(OSError):
+                outputs.package.unlink()
         raise
     finally:
-        for p in (tmp_parquet, tmp_rejects):
-            with contextlib.suppress(OSError):
-                p.unlink()
+        with contextlib.suppress(OSError):
+            tmp_rejects.unlink()
     assert counts["rows_read"] == counts["encoded"] + counts["rejected"]
     return {
         "agency": mapping.agency,
@@ -342,30 +337,6 @@ def _temp_file(directory: Path, prefix: str, suffix: str) -> Path:
     fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=directory)
     os.close(fd)
     return Path(name)
-
-
-class _HashingFile(io.RawIOBase):
-    """A file being written, hashed (SHA-256) on the way: the payload is then not read
-    back just to hash it before sealing."""
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self._raw = raw
-        self.sha256 = hashlib.sha256()
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b: Any) -> int:
-        self.sha256.update(b)
-        return self._raw.write(b)
-
-    def flush(self) -> None:
-        self._raw.flush()
-
-    def close(self) -> None:
-        if not self.closed:
-            super().close()  # flushes first
-            self._raw.close()
 
 
 #: Columns zstd cannot shrink: keyed hashes (exact hashes, blocking and typo keys: 8 uniformly

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import click
 
 from linkage.errors import FingerprintMismatchError, RosterError
 from linkage.keyfile import read_secret_file
-from linkage.package import write_package
+from linkage.package import PackageWriter
 from linkage.roster import load_roster
 from linkage.schema import load_schema
 
@@ -22,6 +23,7 @@ from .keys_cmd import (
     force_option,
     identity_passphrase_option,
     open_identity,
+    open_identity_unprompted,
     passphrase_option,
     read_passphrase,
 )
@@ -84,19 +86,24 @@ def register(cli: click.Group) -> None:
                 f"{schema_path}: schema fingerprint differs from the roster's; every agency must use the "
                 "federation's schema (and the same aidlink normaliser and table versions)")
         passphrase = read_passphrase(passphrase_env, new=False, what="the linkage secret")
-        secret = read_secret_file(secret_path, passphrase)
-        identity = open_identity(identity_path, passphrase, identity_passphrase_env)
+        # the two scrypt derivations at once (they release the GIL), the secret's error first as ever
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            attempt = pool.submit(open_identity_unprompted, identity_path, passphrase, identity_passphrase_env)
+            secret = read_secret_file(secret_path, passphrase)
+            identity = open_identity(identity_path, passphrase, identity_passphrase_env, attempt)
         if identity.id != mapping.agency:
             raise RosterError(f"{identity_path}: the identity is agency {identity.id!r} but the mapping says "
                               f"{mapping.agency!r}")
         hub = roster.hub
         raw_signing = identity.signing_key.private_bytes_raw()
 
-        def seal(parquet_path: Path, manifest: dict[str, Any], payload_sha256: bytes) -> dict[str, Any]:
-            return write_package(outputs.package, parquet_path, manifest, signing_key=identity.signing_key,
-                                 sender_id=identity.id, recipient_id=hub.id,
-                                 recipient_public_key=hub.sealing_key(), suite=hub.sealing_suite,
-                                 force=force, payload_sha256=payload_sha256)
+        opened: list[PackageWriter] = []
+
+        def package_writer() -> PackageWriter:
+            opened.append(PackageWriter(outputs.package, signing_key=identity.signing_key, sender_id=identity.id,
+                                        recipient_id=hub.id, recipient_public_key=hub.sealing_key(),
+                                        suite=hub.sealing_suite, force=force))
+            return opened[-1]
 
         if pq and hub.sealing_suite != "mlkem768-x25519":
             raise click.BadParameter("the hub's sealing key in the roster is not ML-KEM-768+X25519",
@@ -108,14 +115,17 @@ def register(cli: click.Group) -> None:
         try:
             summary = encode_export(
                 input_path=Path(input_path), mapping=mapping, schema=schema, secret=secret, outputs=outputs,
-                write_package=seal, vault_key=vault_key(raw_signing), encoding=encoding, sheet=sheet,
+                package_writer=package_writer, vault_key=vault_key(raw_signing), encoding=encoding, sheet=sheet,
                 chunk_rows=chunk_rows, workers=workers or os.cpu_count() or 1, force=force, progress=update,
                 reference_date=reference_date.date() if reference_date else None,
             )
         finally:
             if bar is not None:
                 bar.__exit__(None, None, None)
-        for role in ("package", "vault", "rejects"):
+        package = opened[-1]
+        # the writer hashed the package as it wrote it: the audit need not read it again
+        reporter.audit_output("package", summary["package"], known=(package.sha256, package.size))
+        for role in ("vault", "rejects"):
             if summary.get(role):
                 reporter.audit_output(role, summary[role])
         reporter.audit_counts({k: v for k, v in summary["counts"].items() if isinstance(v, int)})

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -105,27 +106,40 @@ def identity_passphrase_option(fn: Callable) -> Callable:
              "the secret's passphrase, else a hidden prompt).")(fn)
 
 
-def open_identity(path: str | Path, passphrase: str, identity_passphrase_env: str | None) -> Identity:
+def open_identity(path: str | Path, passphrase: str, identity_passphrase_env: str | None,
+                  attempt: Future[Identity] | None = None) -> Identity:
     """The agency identity in ``path``, opened with its own passphrase when one is given (the variable
     named, or AIDLINK_IDENTITY_PASSPHRASE), else with ``passphrase`` (the secret's); when that does not
-    open it and a terminal is there to ask, with a passphrase typed at a hidden prompt."""
+    open it and a terminal is there to ask, with a passphrase typed at a hidden prompt.  ``attempt``:
+    :func:`open_identity_unprompted` already running on another thread (its key derivation overlaps
+    the caller's), whose outcome is taken instead of trying again."""
     import sys
 
     from linkage.errors import PassphraseError
 
-    env = identity_passphrase_env or (IDENTITY_PASSPHRASE_ENV if IDENTITY_PASSPHRASE_ENV in os.environ else None)
-    if env is not None:
-        own = os.environ.get(env)
-        if own is None:
-            raise click.UsageError(f"environment variable {env} is not set")
-        return read_identity_file(path, own, role="agency")
     try:
-        return read_identity_file(path, passphrase, role="agency")
+        return attempt.result() if attempt is not None else open_identity_unprompted(
+            path, passphrase, identity_passphrase_env)
     except PassphraseError:
-        if not sys.stdin.isatty():
+        if _identity_env(identity_passphrase_env) is not None or not sys.stdin.isatty():
             raise
     own = click.prompt(f"Passphrase for the identity in {path}", hide_input=True, err=True)
     return read_identity_file(path, own, role="agency")
+
+
+def open_identity_unprompted(path: str | Path, passphrase: str, identity_passphrase_env: str | None) -> Identity:
+    """:func:`open_identity` without the prompt: never reads the terminal (so it may run on a thread)."""
+    env = _identity_env(identity_passphrase_env)
+    if env is None:
+        return read_identity_file(path, passphrase, role="agency")
+    own = os.environ.get(env)
+    if own is None:
+        raise click.UsageError(f"environment variable {env} is not set")
+    return read_identity_file(path, own, role="agency")
+
+
+def _identity_env(identity_passphrase_env: str | None) -> str | None:
+    return identity_passphrase_env or (IDENTITY_PASSPHRASE_ENV if IDENTITY_PASSPHRASE_ENV in os.environ else None)
 
 
 def new_passphrase_option(fn: Callable) -> Callable:

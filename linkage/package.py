@@ -1,19 +1,25 @@
 """Packages: one table, signed by its sender and sealed to one recipient.
 
-Specification, format version 1 (also docs/formats/package.md)
+Specification, format version 2 (also docs/formats/package.md)
 ================================================================
 
 A package is one file (``*.aidpkg``)::
 
     package = header || body
     header  = magic "AIDLPKG" 0x00        (8 bytes)
-              format version = 1          (u16, big-endian, as every integer here)
+              format version = 2          (u16, big-endian, as every integer here)
               suite id                    (u16: 1 = x25519, 2 = mlkem768-x25519)
               chunk size                  (u32: plaintext bytes per body chunk, 64 .. 2**26)
               sealed key length           (u16: 80 for suite 1, 1168 for suite 2)
               sealed key                  (HPKE enc || HPKE ciphertext of the 32-byte content key)
     body    = STREAM(content key, aad = header, plaintext)
-    plaintext = u32 len(manifest) || manifest || signature (64 bytes) || Parquet payload
+    plaintext = Parquet payload || manifest || signature (64 bytes) || u32 len(manifest)
+
+The manifest comes after the payload (format 1 had it first): its counts and
+the payload's digest are known only once the payload is written, and with them
+last a sender seals the payload as it produces it -- encryption and disk writes
+overlap the encoding, and the payload is never written twice.  A reader knows
+the manifest's length from the last four bytes of the plaintext.
 
 Sealing.  The sender draws a random 256-bit content key and seals it to the
 recipient's receiving key with HPKE (RFC 9180) base mode, single shot, empty
@@ -83,7 +89,7 @@ import re
 import struct
 import tempfile
 import threading
-from collections.abc import Container, Iterator
+from collections.abc import Container
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -100,10 +106,10 @@ from ._crypto._stream import (
     MAX_CHUNK_SIZE,
     MIN_CHUNK_SIZE,
     TAG_BYTES,
+    StreamSealer,
     check_chunk_size,
     decrypt_stream,
     derive_stream_key,
-    encrypt_stream,
 )
 from ._crypto._util import ct_equal
 from .documents import canonical_json, validation_problems
@@ -111,7 +117,7 @@ from .errors import ConfigError, FingerprintMismatchError, IntegrityError, Repla
 from .roster import Roster, check_party_id, format_timestamp, parse_timestamp
 
 MAGIC = b"AIDLPKG\x00"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _FIXED = struct.Struct(">8sHHIH")  # magic, version, suite id, chunk size, sealed key length
 FIXED_HEADER_BYTES = _FIXED.size  # 18
 HPKE_INFO_LABEL = b"aidlink package v1 content key\x00"
@@ -213,11 +219,11 @@ def signature_message(header: bytes, manifest: bytes, content_digest: bytes) -> 
             + struct.pack(">I", len(manifest)) + manifest + content_digest)
 
 
-def body_prefix(manifest: bytes, signature: bytes) -> bytes:
-    """The plaintext before the Parquet payload."""
+def body_trailer(manifest: bytes, signature: bytes) -> bytes:
+    """The plaintext after the Parquet payload."""
     if len(manifest) > MAX_MANIFEST_BYTES or len(signature) != SIGNATURE_BYTES:
         raise ValueError("manifest too large or signature of the wrong length")
-    return struct.pack(">I", len(manifest)) + manifest + signature
+    return manifest + signature + struct.pack(">I", len(manifest))
 
 
 # ---------------------------------------------------------------- write
@@ -233,40 +239,6 @@ def _utc(now: datetime | None) -> datetime:
 
 def _columns(schema: pa.Schema) -> list[dict[str, str]]:
     return [{"name": f.name, "type": str(f.type)} for f in schema]
-
-
-def _file_pieces(f: BinaryIO, size: int = DEFAULT_CHUNK_SIZE) -> Iterator[bytes]:
-    while True:
-        b = f.read(size)
-        if not b:
-            return
-        yield b
-
-
-def _sha256_file(f: BinaryIO) -> bytes:
-    h = hashlib.sha256()
-    for b in _file_pieces(f):
-        h.update(b)
-    return h.digest()
-
-
-@contextlib.contextmanager
-def _parquet_source(table: pa.Table | str | Path, directory: Path) -> Iterator[tuple[BinaryIO, pa.Schema, int]]:
-    """(file positioned at 0, Arrow schema, row count) for a table or a Parquet file."""
-    if isinstance(table, pa.Table):
-        with tempfile.TemporaryFile(dir=directory) as tmp:  # anonymous: nothing to clean up
-            pq.write_table(table, tmp)
-            tmp.seek(0)
-            yield tmp, table.schema, table.num_rows
-        return
-    if isinstance(table, str | Path):
-        meta = pq.ParquetFile(table)
-        schema, rows = meta.schema_arrow, meta.metadata.num_rows
-        meta.close()
-        with open(table, "rb") as f:
-            yield f, schema, rows
-        return
-    raise TypeError("table must be a pyarrow.Table or the path of a Parquet file")
 
 
 def _final_manifest(fields: dict[str, Any], *, sender_id: str, recipient_id: str, now: datetime,
@@ -308,20 +280,22 @@ _datasync = getattr(os, "fdatasync", os.fsync)  # macOS and Windows have no fdat
 
 
 class _SealWriter:
-    """Writes the sealed chunks, and hashes the payload when asked, on a second thread.
+    """Writes the sealed chunks and hashes (the payload, the whole file) on a second thread.
 
     File writes, ``fdatasync`` and SHA-256 of large buffers all release the GIL, so
-    the disk and the hash keep pace while the calling thread encrypts the next
-    chunk; the file is pushed to disk every ``SYNC_EVERY`` bytes on the way (the
-    final fsync of :func:`atomic_output` then has little left).  At most
-    ``depth`` pieces wait.  An error on the thread is raised by the next
-    ``write``/``hash`` or by ``close``; ``close`` always waits for the thread.
+    the disk and the hashes keep pace while the calling thread goes on; the file
+    is pushed to disk every ``SYNC_EVERY`` bytes on the way (the final fsync of
+    :func:`atomic_output` then has little left).  At most ``depth`` pieces wait.
+    An error on the thread is raised by the next call or by ``close``; ``close``
+    always waits for the thread.
     """
 
     SYNC_EVERY = 32 << 20
 
-    def __init__(self, out: BinaryIO, sha: Any | None, depth: int = 8) -> None:
-        self._out, self._sha, self._sync_every = out, sha, self.SYNC_EVERY
+    def __init__(self, out: BinaryIO, depth: int = 8) -> None:
+        self._out, self._sync_every = out, self.SYNC_EVERY
+        self.payload_sha, self.file_sha = hashlib.sha256(), hashlib.sha256()
+        self.file_bytes = 0
         self._queue: queue.Queue[tuple[str, Any] | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="aidlink-seal-writer", daemon=True)
@@ -330,14 +304,19 @@ class _SealWriter:
     def _run(self) -> None:
         unsynced = 0
         while (item := self._queue.get()) is not None:
+            kind, b = item
+            if kind == "drained":
+                b.set()
+                continue
             if self._error is not None:
                 continue  # drain: the caller learns of the error and stops
-            kind, b = item
             try:
                 if kind == "hash":
-                    self._sha.update(b)
+                    self.payload_sha.update(b)
                     continue
                 self._out.write(b)
+                self.file_sha.update(b)
+                self.file_bytes += len(b)
                 unsynced += len(b)
                 if unsynced >= self._sync_every:
                     self._out.flush()
@@ -357,6 +336,14 @@ class _SealWriter:
     def hash(self, b: bytes) -> None:
         self._put(("hash", b))
 
+    def drain(self) -> None:
+        """Wait until everything queued so far is written and hashed."""
+        done = threading.Event()
+        self._put(("drained", done))
+        done.wait()
+        if self._error is not None:
+            raise self._error
+
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join()
@@ -364,11 +351,136 @@ class _SealWriter:
             raise self._error
 
 
+class _Aborted(Exception):
+    """Handed to atomic_output when a package is abandoned (never raised out of here)."""
+
+
+class PackageWriter:
+    """A package written while its Parquet payload is produced.
+
+    ``write(bytes)`` takes the payload (it is a writable file object: give it to
+    ``pyarrow.parquet.ParquetWriter``); every full chunk is sealed at once and
+    written, hashed and pushed to disk on a second thread.  ``finish(manifest,
+    schema=, rows=)`` builds the final manifest (the payload's digest is known
+    by then), signs, seals the rest with the manifest and signature after it,
+    and moves the file into place; it returns the final manifest.  Leaving the
+    ``with`` block without ``finish`` (an error, or not finishing) removes
+    everything written: no partial package, ever.  ``sha256`` and ``size`` of
+    the finished file are kept, for the audit log (it need not read the file
+    again).
+    """
+
+    def __init__(self, path: str | Path, *, signing_key: Ed25519PrivateKey, sender_id: str, recipient_id: str,
+                 recipient_public_key: Any, suite: str = "x25519", chunk_size: int = DEFAULT_CHUNK_SIZE,
+                 now: datetime | None = None, ttl_days: int = DEFAULT_TTL_DAYS, force: bool = False,
+                 rng: _hpke.Rng = os.urandom) -> None:
+        if not isinstance(signing_key, Ed25519PrivateKey):
+            raise TypeError("signing_key must be an Ed25519PrivateKey")
+        spec = _hpke.suite_spec(suite)
+        hpke_public = _hpke.public_hpke_key(recipient_public_key, suite)
+        check_chunk_size(chunk_size)
+        check_party_id(sender_id)
+        check_party_id(recipient_id)
+        if not isinstance(ttl_days, int) or not 1 <= ttl_days <= 366:
+            raise ValueError("ttl_days must be an integer from 1 to 366")
+        self._signing_key, self._sender, self._recipient = signing_key, sender_id, recipient_id
+        self._when, self._ttl_days, self._rng, self._chunk = _utc(now), ttl_days, rng, chunk_size
+        self.sha256: bytes | None = None
+        self.size: int | None = None
+        self._buf = bytearray()
+        self._state = "open"
+        self._stack = contextlib.ExitStack()
+        out = self._stack.enter_context(atomic_output(check_output(path, force), force=force, mode=0o600))
+        try:
+            content_key = rng(_hpke.CONTENT_KEY_BYTES)
+            fixed = _fixed_header(spec.name, chunk_size)
+            sealed_key = _hpke.seal_content_key(spec, hpke_public, content_key, hpke_info(fixed))
+            self._header = encode_header(spec.name, chunk_size, sealed_key)
+            self._sealer = StreamSealer(*derive_stream_key(content_key), self._header, chunk_size)
+            self._io = _SealWriter(out)
+        except BaseException as e:
+            self._stack.__exit__(type(e), e, e.__traceback__)
+            raise
+        self._io.write(self._header)
+
+    # a writable file object, as far as pyarrow needs one
+    closed = False
+
+    def writable(self) -> bool:
+        return True
+
+    def flush(self) -> None:
+        pass
+
+    def write(self, b: Any) -> int:
+        if self._state != "open":
+            raise ValueError("package writer is finished or aborted")
+        self._buf += b
+        cs = self._chunk
+        # the trailer always follows, so a full chunk is never the last one
+        while len(self._buf) >= cs:
+            plain = bytes(self._buf[:cs])
+            del self._buf[:cs]
+            self._io.hash(plain)
+            self._io.write(self._sealer.seal(plain))
+        return len(b)
+
+    def finish(self, manifest: dict[str, Any], *, schema: pa.Schema, rows: int) -> dict[str, Any]:
+        """Sign and seal; the package is in place when this returns the final manifest."""
+        if self._state != "open":
+            raise ValueError("package writer is finished or aborted")
+        self._state = "finishing"
+        try:
+            rest = bytes(self._buf)
+            self._buf = bytearray()
+            self._io.hash(rest)
+            self._io.drain()
+            digest = self._io.payload_sha.digest()
+            final = _final_manifest(manifest, sender_id=self._sender, recipient_id=self._recipient,
+                                    now=self._when, ttl_days=self._ttl_days, digest=digest, schema=schema,
+                                    rows=rows, rng=self._rng)
+            manifest_bytes = canonical_json(final)
+            if len(manifest_bytes) > MAX_MANIFEST_BYTES:
+                raise ValueError("manifest too large")
+            signature = self._signing_key.sign(signature_message(self._header, manifest_bytes, digest))
+            tail = rest + body_trailer(manifest_bytes, signature)
+            cs = self._chunk
+            while len(tail) > cs:
+                self._io.write(self._sealer.seal(tail[:cs]))
+                tail = tail[cs:]
+            self._io.write(self._sealer.seal(tail, last=True))
+            self._io.close()
+            self.sha256, self.size = self._io.file_sha.digest(), self._io.file_bytes
+            self._stack.close()  # fsync, then into place
+        except BaseException:
+            self.abort()
+            raise
+        self._state = "finished"
+        return final
+
+    def abort(self) -> None:
+        """Stop and remove what was written (nothing to do once finished)."""
+        if self._state == "finished":
+            return
+        self._state = "aborted"
+        with contextlib.suppress(BaseException):
+            self._io.close()  # the thread stops; its error, if any, is not the one to raise
+        stop = _Aborted()
+        self._stack.__exit__(_Aborted, stop, None)  # atomic_output removes its temporary file
+
+    def __enter__(self) -> PackageWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self._state != "finished":
+            self.abort()
+
+
 def write_package(path: str | Path, table: pa.Table | str | Path, manifest: dict[str, Any], *,
                   signing_key: Ed25519PrivateKey, sender_id: str, recipient_id: str,
                   recipient_public_key: Any, suite: str = "x25519", chunk_size: int = DEFAULT_CHUNK_SIZE,
                   now: datetime | None = None, ttl_days: int = DEFAULT_TTL_DAYS, force: bool = False,
-                  rng: _hpke.Rng = os.urandom, payload_sha256: bytes | None = None) -> dict[str, Any]:
+                  rng: _hpke.Rng = os.urandom) -> dict[str, Any]:
     """Sign ``table`` with its manifest and seal it to the recipient; returns the final manifest.
 
     ``table`` is a pyarrow.Table or the path of a Parquet file (streamed, never
@@ -379,67 +491,26 @@ def write_package(path: str | Path, table: pa.Table | str | Path, manifest: dict
     columns and row_count.  ``recipient_public_key`` is a
     :class:`~linkage._crypto._hpke.ReceivingPublicKey` (``party.sealing_key()``)
     or a ``cryptography`` X25519 / MLKEM768X25519 public key of ``suite``.
-
-    ``payload_sha256``: the SHA-256 of the Parquet file, when the caller computed
-    it as it wrote the file -- the file is then read once, not twice; the digest
-    is checked against the bytes as they are sealed, and a mismatch raises
-    :class:`~linkage.errors.IntegrityError` and leaves no package.
+    A payload produced piece by piece goes through :class:`PackageWriter`.
     """
-    if not isinstance(signing_key, Ed25519PrivateKey):
-        raise TypeError("signing_key must be an Ed25519PrivateKey")
-    spec = _hpke.suite_spec(suite)
-    hpke_public = _hpke.public_hpke_key(recipient_public_key, suite)
-    check_chunk_size(chunk_size)
-    check_party_id(sender_id)
-    check_party_id(recipient_id)
-    if not isinstance(ttl_days, int) or not 1 <= ttl_days <= 366:
-        raise ValueError("ttl_days must be an integer from 1 to 366")
-    when = _utc(now)
-    target = check_output(path, force)
-    directory = target.parent if str(target.parent) else Path(".")
-    with _parquet_source(table, directory) as (src, schema, rows):
-        if payload_sha256 is None or isinstance(table, pa.Table):
-            digest = _sha256_file(src)
-            src.seek(0)
-            check = None
+    if isinstance(table, pa.Table):
+        schema, rows = table.schema, table.num_rows
+    elif isinstance(table, str | Path):
+        meta = pq.ParquetFile(table)
+        schema, rows = meta.schema_arrow, meta.metadata.num_rows
+        meta.close()
+    else:
+        raise TypeError("table must be a pyarrow.Table or the path of a Parquet file")
+    with PackageWriter(path, signing_key=signing_key, sender_id=sender_id, recipient_id=recipient_id,
+                       recipient_public_key=recipient_public_key, suite=suite, chunk_size=chunk_size, now=now,
+                       ttl_days=ttl_days, force=force, rng=rng) as out:
+        if isinstance(table, pa.Table):
+            pq.write_table(table, out)
         else:
-            if not isinstance(payload_sha256, bytes) or len(payload_sha256) != 32:
-                raise ValueError("payload_sha256 must be 32 bytes")
-            digest, check = payload_sha256, hashlib.sha256()
-        final = _final_manifest(manifest, sender_id=sender_id, recipient_id=recipient_id, now=when,
-                                ttl_days=ttl_days, digest=digest, schema=schema, rows=rows, rng=rng)
-        manifest_bytes = canonical_json(final)
-        if len(manifest_bytes) > MAX_MANIFEST_BYTES:
-            raise ValueError("manifest too large")
-        content_key = rng(_hpke.CONTENT_KEY_BYTES)
-        fixed = _fixed_header(spec.name, chunk_size)
-        sealed_key = _hpke.seal_content_key(spec, hpke_public, content_key, hpke_info(fixed))
-        header = encode_header(spec.name, chunk_size, sealed_key)
-        signature = signing_key.sign(signature_message(header, manifest_bytes, digest))
-        key, prefix = derive_stream_key(content_key)
-
-        with atomic_output(target, force=force, mode=0o600) as out:
-            writer = _SealWriter(out, check)
-
-            def pieces() -> Iterator[bytes]:
-                yield body_prefix(manifest_bytes, signature)
-                for b in _file_pieces(src, chunk_size):
-                    if check is not None:
-                        writer.hash(b)
-                    yield b
-
-            try:
-                writer.write(header)
-                for sealed_chunk in encrypt_stream(key, prefix, header, pieces(), chunk_size):
-                    writer.write(sealed_chunk)
-            except BaseException:
-                with contextlib.suppress(BaseException):
-                    writer.close()  # the thread stops; the first error is the one raised
-                raise
-            writer.close()
-            if check is not None and not ct_equal(check.digest(), digest):
-                raise IntegrityError()  # the file changed since the caller hashed it: nothing is sent
-    return final
+            with open(table, "rb") as f:
+                while b := f.read(DEFAULT_CHUNK_SIZE):
+                    out.write(b)
+        return out.finish(manifest, schema=schema, rows=rows)
 
 
 # ---------------------------------------------------------------- open
@@ -505,31 +576,31 @@ class _Spool:
 
 
 def _decrypt_body(f: BinaryIO, header: Header, content_key: bytes, spool: _Spool) -> tuple[bytes, bytes, bytes]:
-    """(manifest bytes, signature, sha256 of payload); payload bytes go to ``spool``."""
+    """(manifest bytes, signature, sha256 of payload); payload bytes go to ``spool``.
+
+    The trailer (manifest, signature, length) is at most ``hold`` bytes, so all
+    but the last ``hold`` bytes seen are payload; the rest is split at the end."""
     key, prefix = derive_stream_key(content_key)
-    head = bytearray()
-    need: int | None = None  # bytes of prefix (length + manifest + signature) once known
+    hold = 4 + SIGNATURE_BYTES + MAX_MANIFEST_BYTES
+    tail = bytearray()
     h = hashlib.sha256()
     for plain in decrypt_stream(key, prefix, header.raw, f, header.chunk_size):
-        if need is None or len(head) < need:
-            head += plain
-            if need is None and len(head) >= 4:
-                (mlen,) = struct.unpack(">I", head[:4])
-                if mlen > MAX_MANIFEST_BYTES:
-                    raise IntegrityError()
-                need = 4 + mlen + SIGNATURE_BYTES
-            if need is not None and len(head) > need:
-                rest = bytes(head[need:])
-                del head[need:]
-                h.update(rest)
-                spool.write(rest)
-        else:
-            h.update(plain)
-            spool.write(plain)
-    if need is None or len(head) < need:
+        tail += plain
+        if len(tail) > hold:
+            out = bytes(tail[:-hold])
+            del tail[:-hold]
+            h.update(out)
+            spool.write(out)
+    if len(tail) < 4 + SIGNATURE_BYTES:
         raise IntegrityError()
-    mlen = need - 4 - SIGNATURE_BYTES
-    return bytes(head[4:4 + mlen]), bytes(head[4 + mlen:need]), h.digest()
+    (mlen,) = struct.unpack(">I", tail[-4:])
+    if mlen > MAX_MANIFEST_BYTES or len(tail) < 4 + SIGNATURE_BYTES + mlen:
+        raise IntegrityError()
+    cut = len(tail) - 4 - SIGNATURE_BYTES - mlen
+    out = bytes(tail[:cut])
+    h.update(out)
+    spool.write(out)
+    return bytes(tail[cut:cut + mlen]), bytes(tail[cut + mlen:cut + mlen + SIGNATURE_BYTES]), h.digest()
 
 
 def _authentic_manifest(header: Header, manifest_bytes: bytes, signature: bytes, digest: bytes,

@@ -61,21 +61,41 @@ def check_chunk_size(chunk_size: int) -> None:
         raise ValueError(f"chunk_size must be an integer from {MIN_CHUNK_SIZE} to {MAX_CHUNK_SIZE}")
 
 
+class StreamSealer:
+    """Seals one stream chunk by chunk, for a writer that produces its plaintext as it
+    goes: ``seal(chunk)`` for every full chunk, then ``seal(rest, last=True)``
+    exactly once.  The caller cuts the plaintext (all chunks but the last are
+    ``chunk_size`` bytes); the counter and the last-chunk flag are kept here."""
+
+    def __init__(self, key: bytes, prefix: bytes, aad: bytes, chunk_size: int) -> None:
+        check_chunk_size(chunk_size)
+        self.chunk_size = chunk_size
+        self._aead = ChaCha20Poly1305(key)
+        self._prefix, self._aad = prefix, aad
+        self._counter = 0
+        self._done = False
+
+    def seal(self, plain: bytes, last: bool = False) -> bytes:
+        if self._done or (not last and len(plain) != self.chunk_size) or len(plain) > self.chunk_size:
+            raise ValueError("STREAM: chunks after the last one, or a chunk of the wrong size")
+        sealed = self._aead.encrypt(chunk_nonce(self._prefix, self._counter, last), plain, self._aad)
+        self._counter += 1
+        self._done = last
+        return sealed
+
+
 def encrypt_stream(key: bytes, prefix: bytes, aad: bytes, pieces: Iterable[bytes],
                    chunk_size: int) -> Iterator[bytes]:
     """Sealed chunks of the concatenation of ``pieces`` (any sizes), in order."""
-    check_chunk_size(chunk_size)
-    aead = ChaCha20Poly1305(key)
+    sealer = StreamSealer(key, prefix, aad, chunk_size)
     buf = bytearray()
-    counter = 0
     for piece in pieces:
         buf += piece
         # keep at least one byte back so the final chunk is only sealed once we know it is final
         while len(buf) > chunk_size:
-            yield aead.encrypt(chunk_nonce(prefix, counter, False), bytes(buf[:chunk_size]), aad)
+            yield sealer.seal(bytes(buf[:chunk_size]))
             del buf[:chunk_size]
-            counter += 1
-    yield aead.encrypt(chunk_nonce(prefix, counter, True), bytes(buf), aad)
+    yield sealer.seal(bytes(buf), last=True)
 
 
 def decrypt_stream(key: bytes, prefix: bytes, aad: bytes, src: BinaryIO,

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -69,23 +70,21 @@ def test_encoded_parquet_compresses_only_what_shrinks(tmp_path, monkeypatch):
 
     fed, export, mapping = dibao_encode_inputs(tmp_path, 300, seed=4)
     monkeypatch.setenv("AIDLINK_PASSPHRASE", PASSPHRASE)
-    seen: dict[str, str] = {}
-    real = encode_cmd.write_package
+    payload = bytearray()
 
-    def inspecting(path, parquet_path, manifest, **kw):
-        meta = pq.ParquetFile(parquet_path).metadata
-        group = meta.row_group(0)
-        for i in range(group.num_columns):
-            col = group.column(i)
-            seen[col.path_in_schema] = col.compression
-        return real(path, parquet_path, manifest, **kw)
+    class Inspecting(encode_cmd.PackageWriter):
+        def write(self, b):
+            payload.extend(b)
+            return super().write(b)
 
-    monkeypatch.setattr(encode_cmd, "write_package", inspecting)
+    monkeypatch.setattr(encode_cmd, "PackageWriter", Inspecting)
     res = CliRunner().invoke(cli, [
         "encode", "--input", str(export), "--mapping", str(mapping), "--secret", str(fed.secret),
         "--identity", str(fed.identities[AGENCY]), "--roster", str(fed.roster),
         "--out", str(tmp_path / "out" / "dibao.aidpkg"), "--workers", "1", "--json"])
     assert res.exit_code == 0, res.output
+    group = pq.ParquetFile(pa.BufferReader(bytes(payload))).metadata.row_group(0)
+    seen = {group.column(i).path_in_schema: group.column(i).compression for i in range(group.num_columns)}
     plain = {c for c in seen if c.startswith(("eh_", "bk_", "vk_")) or c == "clk"}
     assert "clk" in plain and any(c.startswith("eh_") for c in plain) and any(c.startswith("bk_") for c in plain)
     assert {seen[c] for c in plain} == {"UNCOMPRESSED"}

@@ -30,8 +30,9 @@ from linkage.keyfile import Identity
 from linkage.package import (
     FIXED_HEADER_BYTES,
     SIGNATURE_BYTES,
+    PackageWriter,
     _read_header,
-    body_prefix,
+    body_trailer,
     encode_header,
     hpke_info,
     open_package,
@@ -126,21 +127,44 @@ def parquet_file(path, t):
     return hashlib.sha256(path.read_bytes()).digest()
 
 
-def test_a_digest_taken_while_writing_saves_a_pass_and_is_checked(parties, tmp_path):
+@pytest.mark.parametrize("piece", [1, 7, CHUNK - 1, CHUNK, CHUNK + 1, 10 * CHUNK])
+def test_package_written_piece_by_piece(parties, tmp_path, piece):
+    """PackageWriter takes the payload in pieces of any size (here cut across chunk
+    boundaries every way), seals as it goes, and knows the finished file's digest."""
     t = table(300)
     src = tmp_path / "payload.parquet"
-    digest = parquet_file(src, t)
+    payload = parquet_file(src, t) and src.read_bytes()
     p = tmp_path / "p.aidpkg"
-    m = seal(parties, p, t=src, payload_sha256=digest)
-    assert m["content_sha256"] == digest.hex()
+    with PackageWriter(p, signing_key=parties.a.signing_key, sender_id=parties.a.id, recipient_id="hub",
+                       recipient_public_key=parties.hub.sealing_key.public_key(), chunk_size=CHUNK,
+                       now=NOW) as w:
+        for i in range(0, len(payload), piece):
+            assert w.write(payload[i:i + piece]) == len(payload[i:i + piece])
+        assert not p.exists()  # nothing under the name before finish
+        m = w.finish(dict(FIELDS), schema=t.schema, rows=t.num_rows)
+    assert m["content_sha256"] == hashlib.sha256(payload).hexdigest()
+    assert (w.sha256, w.size) == (hashlib.sha256(p.read_bytes()).digest(), p.stat().st_size)
     assert open_(parties, p).table.equals(t)
-    # a digest that is not the file's: refused as the file is sealed, and no package is left
-    q = tmp_path / "q.aidpkg"
-    wrong = bytes(a ^ b for a, b in zip(digest, b"\x01" + bytes(31), strict=True))
-    assert_opaque(lambda: seal(parties, q, t=src, payload_sha256=wrong), tmp_path)
-    assert not q.exists()
     with pytest.raises(ValueError):
-        seal(parties, q, t=src, payload_sha256=digest[:16])
+        w.write(b"more")
+
+
+def test_package_writer_left_unfinished_leaves_nothing(parties, tmp_path):
+    args = dict(signing_key=parties.a.signing_key, sender_id=parties.a.id, recipient_id="hub",
+                recipient_public_key=parties.hub.sealing_key.public_key(), chunk_size=CHUNK, now=NOW)
+    with PackageWriter(tmp_path / "p.aidpkg", **args) as w:
+        w.write(os.urandom(10 * CHUNK))
+    assert os.listdir(tmp_path) == []
+    with pytest.raises(RuntimeError), PackageWriter(tmp_path / "p.aidpkg", **args) as w:
+        w.write(os.urandom(3 * CHUNK))
+        raise RuntimeError("the encoder failed")
+    assert os.listdir(tmp_path) == []
+    # a manifest the writer refuses at finish: no package either
+    with PackageWriter(tmp_path / "p.aidpkg", **args) as w:
+        w.write(b"x")
+        with pytest.raises(ValueError, match="sender"):
+            w.finish({**FIELDS, "sender": "x"}, schema=table().schema, rows=1)
+    assert os.listdir(tmp_path) == []
 
 
 def test_a_failing_disk_write_leaves_no_package(parties, tmp_path, monkeypatch):
@@ -152,12 +176,12 @@ def test_a_failing_disk_write_leaves_no_package(parties, tmp_path, monkeypatch):
     monkeypatch.setattr(package_module, "_datasync", full)
     monkeypatch.setattr(package_module._SealWriter, "SYNC_EVERY", 4096)
     src = tmp_path / "payload.parquet"
-    digest = parquet_file(src, table(3000))
+    parquet_file(src, table(3000))
     p = tmp_path / "p.aidpkg"
     with pytest.raises(OSError, match="No space"):
         write_package(p, src, dict(FIELDS), signing_key=parties.a.signing_key, sender_id=parties.a.id,
                       recipient_id="hub", recipient_public_key=parties.hub.sealing_key.public_key(),
-                      chunk_size=CHUNK, now=NOW, payload_sha256=digest)
+                      chunk_size=CHUNK, now=NOW)
     assert not p.exists() and sorted(os.listdir(tmp_path)) == ["payload.parquet"]
 
 
@@ -230,7 +254,7 @@ def test_empty_table_and_spool_to_disk(parties, tmp_path):
 def test_read_package_header(package):
     p, _ = package
     h = read_package_header(p)
-    assert h["suite"] == "x25519" and h["chunk_size"] == CHUNK and h["version"] == 1
+    assert h["suite"] == "x25519" and h["chunk_size"] == CHUNK and h["version"] == 2
     assert h["header_bytes"] == 18 + 80 and h["file_bytes"] == p.stat().st_size
     assert h["chunks"] == len(chunks_of(p.read_bytes(), 98))
     assert not any("key" in k and isinstance(v, bytes) for k, v in h.items())
@@ -339,14 +363,16 @@ def _decrypt(parties, path, key=None):
                                 hpke_info(header.fixed))
     k, prefix = _stream.derive_stream_key(ck)
     plain = b"".join(_stream.decrypt_stream(k, prefix, header.raw, f, header.chunk_size))
-    (mlen,) = struct.unpack(">I", plain[:4])
-    manifest, sig, payload = plain[4:4 + mlen], plain[4 + mlen:4 + mlen + SIGNATURE_BYTES], plain[4 + mlen + 64:]
+    (mlen,) = struct.unpack(">I", plain[-4:])
+    cut = len(plain) - 4 - SIGNATURE_BYTES - mlen
+    manifest, sig, payload = plain[cut:cut + mlen], plain[cut + mlen:-4], plain[:cut]
+    assert len(sig) == SIGNATURE_BYTES
     return header, ck, manifest, sig, payload
 
 
 def _reseal(path, header_raw, content_key, manifest, sig, payload, chunk=CHUNK):
     k, prefix = _stream.derive_stream_key(content_key)
-    body = b"".join(_stream.encrypt_stream(k, prefix, header_raw, [body_prefix(manifest, sig), payload], chunk))
+    body = b"".join(_stream.encrypt_stream(k, prefix, header_raw, [payload, body_trailer(manifest, sig)], chunk))
     path.write_bytes(header_raw + body)
 
 
@@ -399,8 +425,9 @@ def test_garbage_body_layouts(parties, package):
     p, _ = package
     header, ck, _manifest, sig, payload = _decrypt(parties, p)
     k, prefix = _stream.derive_stream_key(ck)
-    for plain in (b"", b"\x00\x00", b"\xff\xff\xff\xff" + b"x" * 100, struct.pack(">I", 10) + b"{}",
-                  body_prefix(b"not json", sig) + payload, body_prefix(b"[1,2]", sig) + payload):
+    for plain in (b"", b"\x00\x00", b"x" * 100 + b"\xff\xff\xff\xff", b"{}" + struct.pack(">I", 10),
+                  payload + sig + struct.pack(">I", 0), payload[:-1] + body_trailer(_manifest, sig),
+                  payload + body_trailer(b"not json", sig), payload + body_trailer(b"[1,2]", sig)):
         body = b"".join(_stream.encrypt_stream(k, prefix, header.raw, [plain], CHUNK))
         p.write_bytes(header.raw + body)
         assert_opaque(lambda: open_(parties, p))
@@ -496,14 +523,16 @@ def test_existing_output_refused_unless_force(parties, package):
 
 
 def test_failure_mid_write_leaves_nothing(parties, tmp_path, monkeypatch):
-    real = _stream.encrypt_stream
+    real = _stream.StreamSealer.seal
+    calls = []
 
-    def broken(*a, **kw):
-        it = real(*a, **kw)
-        yield next(it)
-        raise OSError("disk full")
+    def broken(self, plain, last=False):
+        calls.append(last)
+        if len(calls) > 2:
+            raise OSError("disk full")
+        return real(self, plain, last)
 
-    monkeypatch.setattr("linkage.package.encrypt_stream", broken)
+    monkeypatch.setattr(_stream.StreamSealer, "seal", broken)
     with pytest.raises(OSError):
         seal(parties, tmp_path / "p.aidpkg")
     assert os.listdir(tmp_path) == []

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from linkage._crypto import _hpke, _stream
 from linkage._crypto._hpke import SUITES, ReceivingPrivateKey
+from linkage.errors import IntegrityError
 from linkage.keyfile import Identity
 from linkage.package import hpke_info, open_package, write_package
 from linkage.roster import load_roster
@@ -197,11 +198,11 @@ SUITE_NAMES = ["x25519", "mlkem768-x25519"]
 
 @pytest.mark.parametrize("suite", SUITE_NAMES)
 def test_stored_package_vector_opens(suite):
-    vec = load(f"package_v1_{suite}.json")
+    vec = load(f"package_v2_{suite}.json")
     _, hub, keys = vector_parties()
     now = datetime.fromisoformat(vec["now"])
     roster = load_roster(VEC / "roster_v1.json", now=now)
-    path = VEC / f"package_v1_{suite}.aidpkg"
+    path = VEC / f"package_v2_{suite}.aidpkg"
     assert hashlib.sha256(path.read_bytes()).hexdigest() == vec["package_sha256"]
     opened = open_package(path, recipient_private_key=keys[suite], roster=roster, recipient_id=hub.id, now=now)
     assert opened.manifest == vec["manifest"]
@@ -210,7 +211,7 @@ def test_stored_package_vector_opens(suite):
 
 @pytest.mark.parametrize("suite", SUITE_NAMES)
 def test_package_vector_rebuilds_bit_for_bit(suite, tmp_path, monkeypatch):
-    vec = load(f"package_v1_{suite}.json")
+    vec = load(f"package_v2_{suite}.json")
     agency, hub, keys = vector_parties()
     recorded = bytes.fromhex(vec["sealed_key"])
     calls = []
@@ -230,4 +231,19 @@ def test_package_vector_rebuilds_bit_for_bit(suite, tmp_path, monkeypatch):
                              rng=FixedRng(vec["rng_label"]))
     assert manifest == vec["manifest"]
     assert calls and calls[0] == hpke_info(out.read_bytes()[:18])
-    assert out.read_bytes() == (VEC / f"package_v1_{suite}.aidpkg").read_bytes()
+    assert out.read_bytes() == (VEC / f"package_v2_{suite}.aidpkg").read_bytes()
+
+
+@pytest.mark.parametrize("suite", SUITE_NAMES)
+def test_format_1_package_is_refused(suite):
+    """Format 1 (manifest before the payload) is no longer read: a genuine format-1
+    package, from the kept vector, gets the one opaque error."""
+    vec = load(f"package_v1_{suite}.json")
+    _, hub, keys = vector_parties()
+    now = datetime.fromisoformat(vec["now"])
+    roster = load_roster(VEC / "roster_v1.json", now=now)
+    path = VEC / f"package_v1_{suite}.aidpkg"
+    assert path.read_bytes()[8:10] == b"\x00\x01"
+    with pytest.raises(IntegrityError) as e:
+        open_package(path, recipient_private_key=keys[suite], roster=roster, recipient_id=hub.id, now=now)
+    assert str(e.value) == str(IntegrityError())

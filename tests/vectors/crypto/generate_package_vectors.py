@@ -5,9 +5,10 @@
 Only needed when the package format changes on purpose -- and then the format
 version must change too.  Writes, next to this script:
 
-* ``payload.parquet``        -- the table every vector package carries (fixed bytes);
+* ``payload.parquet``        -- the table every vector package carries (fixed bytes:
+  written only when missing, so a pyarrow upgrade does not change it);
 * ``roster_v1.json``         -- the roster the vector packages are opened with;
-* ``package_v1_<suite>.aidpkg`` and ``package_v1_<suite>.json`` -- the package
+* ``package_v<format>_<suite>.aidpkg`` and ``.json`` -- the package
   and its inputs and expectations (key seeds, rng seed, clock, the HPKE
   sealed key that cryptography's random ephemeral key produced, the manifest
   and the sha256 of the file).
@@ -32,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey 
 from linkage._crypto import _hpke  # noqa: E402
 from linkage._crypto._hpke import ReceivingPrivateKey  # noqa: E402
 from linkage.keyfile import Identity  # noqa: E402
-from linkage.package import write_package  # noqa: E402
+from linkage.package import FORMAT_VERSION, write_package  # noqa: E402
 from linkage.roster import build_roster, canonical_pretty  # noqa: E402
 
 
@@ -88,7 +89,8 @@ def payload_table() -> pa.Table:
 
 def main() -> None:
     agency, hub, hub_pq = identities()
-    pq.write_table(payload_table(), HERE / "payload.parquet", compression="none")
+    if not (HERE / "payload.parquet").exists():
+        pq.write_table(payload_table(), HERE / "payload.parquet", compression="none")
     roster = build_roster(federation="vector-federation", schema_fingerprint=FINGERPRINT, hub=hub.public(),
                           agencies=[agency.public()], valid_from=NOW - timedelta(days=1),
                           valid_until=NOW + timedelta(days=364), now=NOW)
@@ -104,7 +106,7 @@ def main() -> None:
 
         _hpke.seal_content_key = spy
         try:
-            out = HERE / f"package_v1_{suite}.aidpkg"
+            out = HERE / f"package_v{FORMAT_VERSION}_{suite}.aidpkg"
             manifest = write_package(out, HERE / "payload.parquet", dict(FIELDS), signing_key=agency.signing_key,
                                      sender_id=agency.id, recipient_id=hub.id,
                                      recipient_public_key=key.public_key(), suite=suite, chunk_size=CHUNK,
@@ -124,7 +126,7 @@ def main() -> None:
             "package_sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
             "package_bytes": out.stat().st_size,
         }
-        (HERE / f"package_v1_{suite}.json").write_bytes(canonical_pretty(vector))
+        (HERE / f"package_v{FORMAT_VERSION}_{suite}.json").write_bytes(canonical_pretty(vector))
         out.chmod(0o644)
     print("vectors written to", HERE)
 
