@@ -100,8 +100,9 @@ def _cpu_ticks(pid: int) -> int:
         return 0
 
 
-def run_encode(rows: int, workers: int, export: Path | None = None) -> dict:
-    """Encode ``rows`` synthetic rows (or the 低保-style CSV ``export``) with ``workers`` processes."""
+def run_encode(rows: int, workers: int, export: Path | None = None, chunk_rows: int | None = None) -> dict:
+    """Encode ``rows`` synthetic rows (or the 低保-style CSV ``export``) with ``workers`` processes
+    (and ``--chunk-rows``, when given; else the command's default)."""
     with tempfile.TemporaryDirectory(prefix="aidlink-bench-") as tmp:
         root = Path(tmp)
         if export is None:
@@ -114,7 +115,7 @@ def run_encode(rows: int, workers: int, export: Path | None = None) -> dict:
         cmd = [str(Path(sys.executable).parent / "agency-kit"), "encode", "--input", str(export),
                "--mapping", str(fed["mapping"]), "--secret", str(fed["secret"]), "--identity", str(fed["identity"]),
                "--roster", str(fed["roster"]), "--out", str(root / "out" / "dibao.aidpkg"), "--workers",
-               str(workers), "--json"]
+               str(workers), "--json"] + ([] if chunk_rows is None else ["--chunk-rows", str(chunk_rows)])
         env = dict(os.environ, AIDLINK_PASSPHRASE=PASSPHRASE)
         load_start = os.getloadavg()[0]
         cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -161,6 +162,7 @@ def run_encode(rows: int, workers: int, export: Path | None = None) -> dict:
         return {
             "rows": read,
             "workers": workers,
+            "chunk_rows": chunk_rows,
             "cpu_count": os.cpu_count(),
             "wall_s": round(wall, 2),
             "rows_per_s": round(read / wall, 0),
@@ -190,18 +192,19 @@ FLOOR_ROWS_PER_S = 50_000
 FLOOR_PEAK_MIB = 1024
 
 
-def run_repeated(rows: int, workers: int, export: Path | None = None, repeat: int = 1) -> dict:
+def run_repeated(rows: int, workers: int, export: Path | None = None, repeat: int = 1,
+                 chunk_rows: int | None = None) -> dict:
     """:func:`run_encode` ``repeat`` times on one export: the run of median wall time, with
     every run's wall time, CPU and peak memory under ``runs`` (on a shared virtual machine one
     run's wall time moves by a fifth from one run to the next; the median says more)."""
     before = cpu_calibration()
     if repeat <= 1:
-        return {**run_encode(rows, workers, export), "calibration": {"before": before, "after": cpu_calibration()}}
+        return {**run_encode(rows, workers, export, chunk_rows), "calibration": {"before": before, "after": cpu_calibration()}}
     with tempfile.TemporaryDirectory(prefix="aidlink-bench-") as tmp:
         if export is None:
             export = Path(tmp) / "dibao.csv"
             write_export(export, rows)
-        runs = [run_encode(rows, workers, export) for _ in range(repeat)]
+        runs = [run_encode(rows, workers, export, chunk_rows) for _ in range(repeat)]
     median = sorted(runs, key=lambda r: r["wall_s"])[len(runs) // 2]
     return {**median, "repeat": repeat, "calibration": {"before": before, "after": cpu_calibration()},
             "runs": [{k: r[k] for k in ("wall_s", "rows_per_s", "cpu_s", "peak_rss_mib", "load_average_start")}
@@ -233,10 +236,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--export", type=Path, default=None, help="an existing 低保-style CSV instead of a fresh one")
+    p.add_argument("--chunk-rows", type=int, default=None, help="passed to agency-kit encode (default: its own)")
     p.add_argument("--repeat", type=int, default=1, help="runs on the same export; the median one is reported")
     p.add_argument("--json", action="store_true", help="print one JSON object of figures")
     args = p.parse_args(argv)
-    figures = run_repeated(args.rows, args.workers, args.export, args.repeat)
+    figures = run_repeated(args.rows, args.workers, args.export, args.repeat, args.chunk_rows)
     print(json.dumps(figures) if args.json else describe(figures))
     return 0
 

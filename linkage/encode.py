@@ -173,6 +173,7 @@ one run and drop it.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from dataclasses import dataclass
 
@@ -207,7 +208,7 @@ class _Column:
 @dataclass(frozen=True)
 class _Part:
     field: FieldSpec
-    key: bytes
+    key: bytes = dataclasses.field(repr=False)  # derived from the secret: never in a repr, a log or a traceback
     bits_per_token: int | None
     bits_per_feature: int | None
 
@@ -221,8 +222,8 @@ class _Target:
     length: int
     hardening: Hardening
     parts: tuple[_Part, ...]
-    perm_key: bytes | None
-    balance_key: bytes | None
+    perm_key: bytes | None = dataclasses.field(repr=False)
+    balance_key: bytes | None = dataclasses.field(repr=False)
     nullable: bool  # field filter (null rows) vs CLK (never null)
 
     @property
@@ -468,29 +469,32 @@ def _encode_target(target: _Target, data: _Data, n: int,
         valid = np.ones(n, dtype=bool)
     contributes = valid if target.nullable or salt_gate is None else salt_gate
 
-    prepared = []
+    # parts one at a time over all rows (each part's entries -- up to ~500 bytes a row for a
+    # salted name -- are dropped before the next is prepared), into one pre-fold buffer
+    pre = np.zeros((n, pre_bits // 8), dtype=np.uint8)
+    if pattern is not None:
+        pre[valid] = pattern
     for part in target.parts:
-        got = _prepare_part(part, data, salt_col, contributes,
-                            target.length, set_map, clear_map)
-        if got is not None:
-            prepared.append(got)
+        got = _prepare_part(part, data, salt_col, contributes, target.length, set_map, clear_map)
+        if got is None:
+            continue
+        row_unit, entries = got
+        if row_unit is None:
+            entries.set_rows(pre, slice(0, n))
+        else:
+            entries.set_rows(pre, row_unit)
+        del got, row_unit, entries
 
-    out = np.zeros((n, target.output_length // 8), dtype=np.uint8)
     blip_p = None
     if target.hardening.blip_epsilon is not None:
         s = max(p.k_max for p in target.parts) * (2 if pattern is not None else 1)
         blip_p = blip_flip_probability(target.hardening.blip_epsilon, s)
+    if blip_p is None and target.hardening.xor_fold == 0 and pre_bits == target.output_length:
+        return pre, valid
+    out = np.zeros((n, target.output_length // 8), dtype=np.uint8)
     for a in range(0, n, CHUNK_ROWS):
         b = min(n, a + CHUNK_ROWS)
-        tmp = np.zeros((b - a, pre_bits // 8), dtype=np.uint8)
-        if pattern is not None:
-            tmp[valid[a:b]] = pattern
-        for row_unit, entries in prepared:
-            if row_unit is None:
-                entries.set_rows(tmp, slice(a, b))
-            else:
-                entries.set_rows(tmp, row_unit[a:b])
-        tmp, nbits = hardening.fold(tmp, pre_bits, target.hardening.xor_fold)
+        tmp, nbits = hardening.fold(pre[a:b], pre_bits, target.hardening.xor_fold)
         if blip_p is not None:
             v = valid[a:b]
             hardening.blip(tmp, nbits, blip_p, rng, rows=None if v.all() else v)
@@ -621,19 +625,25 @@ _REMAINDER = np.full(128, -1, dtype=np.int64)  # check character (code point) ->
 _REMAINDER[[ord(c) for c in CHECK_CHARS]] = np.arange(11)
 
 
+_WEIGHTS32 = np.asarray(WEIGHTS, dtype=np.int32)
+
+
 def _fails_check(values: list[str]) -> np.ndarray:
-    """Per value: 17 ASCII digits and a check character that does not pass MOD 11-2 (vectorised)."""
+    """Per value: 17 ASCII digits and a check character that does not pass MOD 11-2 (vectorised;
+    4 bytes a character, no (n, 17) int64 temporaries)."""
     u = np.asarray(values, dtype="U18")
     n = len(u)
     if n == 0:
         return np.zeros(0, dtype=bool)
-    cp = u.view(np.uint32).reshape(n, 18).astype(np.int64)
+    cp = u.view(np.uint32).reshape(n, 18)
     shape = np.fromiter((len(v) == 18 for v in values), dtype=bool, count=n)
-    digits = cp[:, :17] - 48
+    digits = cp[:, :17].astype(np.int32)
+    digits -= 48
     shape &= ((digits >= 0) & (digits <= 9)).all(axis=1) & (cp[:, 17] < 128)
     want = _REMAINDER[np.minimum(cp[:, 17], 127)]
     shape &= want >= 0
-    total = (np.where(shape[:, None], digits, 0) * np.asarray(WEIGHTS, dtype=np.int64)).sum(axis=1) % 11
+    # code points below 0x110000: a row's weighted sum stays far inside int32 even where it is no digit
+    total = (digits @ _WEIGHTS32) % 11
     return shape & (total != want)
 
 
@@ -642,35 +652,36 @@ def _typo_keys(key: bytes, data: _Data, field: FieldSpec) -> list[pa.Array]:
     corrections, computed for the distinct values that fail the check only."""
     cols = field.typo_key_columns
     col = data.column(field.name)
+    n = len(col.codes)
     valid = col.codes >= 0
     used = np.zeros(len(col.uniques) + 1, dtype=bool)  # + 1: all-missing column
     used[col.codes[valid]] = True
     idx = np.flatnonzero(used[:-1])
-    vals = np.zeros((len(used), len(cols)), dtype=np.int64)
-    have = np.zeros((len(used), len(cols)), dtype=bool)
-    if len(idx):
-        failing = idx[_fails_check([col.uniques[i] for i in idx.tolist()])]
-        fixes = [typo_corrections(col.uniques[i]) for i in failing.tolist()]
-        if fixes:
-            mask = np.array([[m is not None for m in row] for row in fixes], dtype=bool)
-            block = np.zeros(mask.shape, dtype=np.int64)
-            block[mask] = hashing.keyed_int64(key, [m.encode() for row in fixes for m in row if m is not None])
-            vals[failing] = block
-            have[failing] = mask
-    n = len(col.codes)
-    if not have.any():  # no value in the call fails the check: the usual case
-        return [pa.nulls(n, type=pa.int64()) for _ in cols]
-    rows = np.where(valid, col.codes, len(used) - 1)
-    by_col = np.ascontiguousarray(vals[rows].T)
-    has = np.ascontiguousarray(have[rows].T)
+    failing = idx[_fails_check([col.uniques[i] for i in idx.tolist()])] if len(idx) else idx
+    fixes = [typo_corrections(col.uniques[i]) for i in failing.tolist()]
+    mask = np.array([[m is not None for m in row] for row in fixes], dtype=bool).reshape(len(fixes), len(cols))
+    nulls = pa.nulls(n, type=pa.int64())  # arrays are immutable: one serves every empty column
+    if not mask.any():  # no value in the call fails the check: the usual case
+        return [nulls] * len(cols)
+    # tables over the failing values only (a few in a chunk), not over every distinct value
+    vals = np.zeros(mask.shape, dtype=np.int64)
+    vals[mask] = hashing.keyed_int64(key, [m.encode() for row in fixes for m in row if m is not None])
+    slot = np.full(len(used), -1, dtype=np.int64)  # distinct value -> its row in vals, or -1
+    slot[failing] = np.arange(len(failing))
+    row_slot = slot[np.where(valid, col.codes, len(used) - 1)]
+    hit = np.flatnonzero(row_slot >= 0)
     out = []
     for j in range(len(cols)):
-        present = int(has[j].sum())
+        has = np.zeros(n, dtype=bool)
+        has[hit] = mask[row_slot[hit], j]
+        present = int(has.sum())
         if present == 0:
-            out.append(pa.nulls(n, type=pa.int64()))
+            out.append(nulls)
             continue
-        bitmap = pa.py_buffer(np.packbits(has[j], bitorder="little"))
-        out.append(pa.Array.from_buffers(pa.int64(), n, [bitmap, pa.py_buffer(by_col[j])], null_count=n - present))
+        data_j = np.zeros(n, dtype=np.int64)
+        data_j[has] = vals[row_slot[has], j]
+        bitmap = pa.py_buffer(np.packbits(has, bitorder="little"))
+        out.append(pa.Array.from_buffers(pa.int64(), n, [bitmap, pa.py_buffer(data_j)], null_count=n - present))
     return out
 
 
