@@ -575,7 +575,7 @@ def _validity(data: _Data, field: FieldSpec) -> pa.Array:
     valid = col.codes >= 0
     ok = np.zeros(len(col.uniques) + 1, dtype=bool)  # + 1: all-missing column
     if len(col.uniques):
-        ok[:-1] = pd.isna(idnumber.id_problems(np.asarray(col.uniques, dtype=object)))
+        ok[:-1] = idnumber.ids_valid(np.asarray(col.uniques, dtype=object))
     return pa.array(ok[np.where(valid, col.codes, 0)], type=pa.bool_(), mask=~valid)
 
 

@@ -23,12 +23,14 @@ here ever puts a number into an exception message.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ._cjk import cell_text, fold_keep_case, is_null_marker
 
@@ -226,21 +228,29 @@ _CODE_RULES = np.array([None, RULE_REGION, RULE_BIRTH_DATE, RULE_CHECKSUM], dtyp
 _N_COLS = 9  # value, problem, ymd (int), -, sex, region (int), category, grade, lenient ymd (int)
 
 
-_DATE_TEXT: dict[int, str] = {}
-
-
-def _date_text(ymd: int) -> str:
-    """``19491231`` -> ``1949-12-31`` (cached: there are few distinct birth dates)."""
-    t = _DATE_TEXT.get(ymd)
-    if t is None:
-        t = _DATE_TEXT[ymd] = f"{ymd // 10000:04d}-{ymd // 100 % 100:02d}-{ymd % 100:02d}"
-    return t
-
-
-def _format_ints(ints: np.ndarray, fmt: Callable[[int], str]) -> np.ndarray:
-    """Format integers via their distinct values; -1 -> None."""
+def _format_digits(ints: np.ndarray, widths: tuple[int, ...]) -> np.ndarray:
+    """Non-negative integers as zero-padded decimal groups joined by ``-`` (``(4, 2, 2)``:
+    ``19491231`` -> ``1949-12-31``), -1 -> None; the text of every distinct value is built
+    as one character matrix, not one Python call per value (there are as many birth dates
+    as rows, nearly)."""
     codes, uniq = pd.factorize(ints)
-    table = np.array([None if x < 0 else fmt(int(x)) for x in uniq] + [None], dtype=object)
+    keep = np.flatnonzero(uniq >= 0)
+    rest = uniq[keep].astype(np.int64)
+    width = sum(widths) + len(widths) - 1
+    chars = np.empty((len(rest), width), dtype=np.uint8)
+    col = width
+    for i, w in enumerate(reversed(widths)):
+        if i:
+            col -= 1
+            chars[:, col] = ord("-")
+        for _ in range(w):
+            col -= 1
+            chars[:, col] = 48 + rest % 10
+            rest //= 10
+    offsets = np.arange(0, width * (len(keep) + 1), width, dtype=np.int32)
+    text = pa.StringArray.from_buffers(len(keep), pa.py_buffer(offsets), pa.py_buffer(chars))
+    table = np.full(len(uniq) + 1, None, dtype=object)  # + 1: code -1 (none) takes the last
+    table[keep] = text.to_numpy(zero_copy_only=False)
     return table[codes]
 
 
@@ -345,6 +355,30 @@ def id_problems(values: Sequence[object] | np.ndarray, *, today: date | None = N
     return np.concatenate([_parse_block(u[i:i + _BLOCK], today_int)[1] for i in range(0, max(len(u), 1), _BLOCK)])
 
 
+def ids_valid(values: Sequence[object] | np.ndarray, *, today: date | None = None) -> np.ndarray:
+    """Whether each value is a valid ID number: ``pd.isna(id_problems(values))``, quicker for
+    values already in canonical form (``[0-9]{17}[0-9X]``, as a normalised column holds them),
+    which are checked as one matrix without the per-value columns of :func:`parse_ids`."""
+    u = _object_array(values)
+    ok = np.zeros(len(u), dtype=bool)
+    if not len(u):
+        return ok
+    try:
+        text = pa.array(u, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # a cell that is not text: every value the slow way
+        text = None
+    canonical = (np.zeros(len(u), dtype=bool) if text is None else
+                 pc.match_substring_regex(text, "^[0-9]{17}[0-9X]$").fill_null(False).to_numpy(zero_copy_only=False))
+    fast = np.flatnonzero(canonical)
+    if len(fast):
+        m = u[fast].astype("U18").view(np.uint32).reshape(-1, 18)
+        ok[fast] = _validate(m, _today_int(today))[0] == 0
+    slow = np.flatnonzero(~canonical)
+    if len(slow):
+        ok[slow] = pd.isna(id_problems(u[slow], today=today))
+    return ok
+
+
 def parse_ids(values: Sequence[object] | np.ndarray, *, today: date | None = None) -> IdBatch:
     """Clean and check many cells at once (one result per input, in order).
 
@@ -358,10 +392,10 @@ def parse_ids(values: Sequence[object] | np.ndarray, *, today: date | None = Non
     ymd, region, lenient = cols[2], cols[5], cols[8]
     return IdBatch(
         value=cols[0], problem=cols[1],
-        birth_date=_format_ints(ymd, _date_text),
-        birth_year=_format_ints(np.where(ymd < 0, -1, ymd // 10_000), lambda x: f"{x:04d}"),
+        birth_date=_format_digits(ymd, (4, 2, 2)),
+        birth_year=_format_digits(np.where(ymd < 0, -1, ymd // 10_000), (4,)),
         sex=cols[4],
-        region_code=_format_ints(region, lambda x: f"{x:06d}"),
+        region_code=_format_digits(region, (6,)),
         disability_category_digit=cols[6], disability_grade_digit=cols[7],
-        salt_year=_format_ints(np.where(lenient < 0, -1, lenient // 10_000), lambda x: f"{x:04d}"),
+        salt_year=_format_digits(np.where(lenient < 0, -1, lenient // 10_000), (4,)),
     )

@@ -253,6 +253,32 @@ def test_parse_ids_on_more_rows_than_one_block() -> None:
     assert batch.value[n - 1] == ids[n - 1]
 
 
+def test_ids_valid_agrees_with_id_problems() -> None:
+    """The matrix path for canonical numbers and the per-value path say the same."""
+    id18 = make_id()
+    values = [id18, None, id18.lower(), "330106850317421", id18[:17] + ("1" if id18[17] == "0" else "0"), make_id(region="990106"),
+              make_id(born="19850230"), make_id(born="20991231"), "abc", id18.translate(FULLWIDTH),
+              make_id(region="830106"), float("nan"), id18, "",
+              next(v for v in (make_id(seq=f"{i:03d}") for i in range(100)) if v.endswith("X"))]
+    expect = [bool(x) for x in idnumber.pd.isna(idnumber.id_problems(values, today=date(2026, 1, 1)))]
+    assert expect[0] and not any(expect[4:8])  # (a missing value has no problem either)
+    assert idnumber.ids_valid(values, today=date(2026, 1, 1)).tolist() == expect
+    # a cell that is not text sends every value the per-value way: same answers
+    assert idnumber.ids_valid([*values, 330106850317421], today=date(2026, 1, 1)).tolist() == [
+        *expect, bool(idnumber.pd.isna(idnumber.id_problems([330106850317421], today=date(2026, 1, 1))[0]))]
+    assert idnumber.ids_valid([]).tolist() == []
+
+
+def test_derived_text_columns_are_zero_padded() -> None:
+    """Birth date, year, region code and salt year are written from integers as fixed-width text."""
+    batch = parse_ids([make_id(region="110101", born="19050102"), None, "x", make_id(born="20001231")])
+    assert batch.birth_date.tolist() == ["1905-01-02", None, None, "2000-12-31"]
+    assert batch.birth_year.tolist() == ["1905", None, None, "2000"]
+    assert batch.region_code.tolist() == ["110101", None, None, "330106"]
+    assert batch.salt_year.tolist() == ["1905", None, None, "2000"]
+    assert all(type(v) is str for v in batch.birth_date.tolist() if v is not None)
+
+
 def test_parse_ids_of_nothing() -> None:
     assert len(parse_ids([])) == 0
 
