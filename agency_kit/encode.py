@@ -25,9 +25,10 @@ Peak memory, per process: the libraries (~250 MB resident, counted again in
 every process that maps them), the caches (the permutations, a few KiB; the
 bit positions of the digit, date and pinyin parts, a few MiB and at most 16 MiB
 a part; the distinct addresses),
-one chunk being encoded (~100-150 MB at 25,000 rows; the CLI's default is
-30,000 -- measured, 1,000,000 rows on 2 cores: 8-10 % less time and CPU than 20,000
-for ~80 MiB more), up to 128 MiB of freed heap not yet handed back (:func:`_release_memory`)
+one chunk being encoded (~100-150 MB at 25,000 rows; a target's parts are
+prepared one at a time, see linkage.encode; the CLI's default is 40,000 --
+measured, 1,000,000 rows on 2 cores: some 3 % less CPU than 30,000 for ~30 MiB
+more, the two processes together at 865-883 MiB), up to 128 MiB of freed heap not yet handed back (:func:`_release_memory`)
 and, in this process, the CSV reader's blocks and up to two results of each
 kind waiting to be written -- fixed by the chunk size and the number of
 processes, not by the file's size.

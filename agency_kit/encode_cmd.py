@@ -61,7 +61,7 @@ def register(cli: click.Group) -> None:
     @click.option("--sheet", default=None, help="XLSX sheet to read when there are several.")
     @click.option("--workers", type=click.IntRange(1, 64), default=None,
                   help="Processes to encode with, this one included (default: the number of cores).")
-    @click.option("--chunk-rows", type=click.IntRange(1000, 1_000_000), default=30_000, show_default=True,
+    @click.option("--chunk-rows", type=click.IntRange(1000, 1_000_000), default=40_000, show_default=True,
                   help="Rows per chunk; peak memory grows with it.")
     @click.option("--reference-date", type=click.DateTime(["%Y-%m-%d"]), default=None,
                   help="Date ages are computed at (default: today).")
