@@ -196,7 +196,9 @@ def run_repeated(rows: int, workers: int, export: Path | None = None, repeat: in
                  chunk_rows: int | None = None) -> dict:
     """:func:`run_encode` ``repeat`` times on one export: the run of median wall time, with
     every run's wall time, CPU and peak memory under ``runs`` (on a shared virtual machine one
-    run's wall time moves by a fifth from one run to the next; the median says more)."""
+    run's wall time moves by a fifth from one run to the next; the median says more).  Each
+    run of several has the machine's calibration just before it beside it (``machine_s``: the
+    calibration loop in one process alone), so a slow run can be told from a slow machine."""
     before = cpu_calibration()
     if repeat <= 1:
         return {**run_encode(rows, workers, export, chunk_rows), "calibration": {"before": before, "after": cpu_calibration()}}
@@ -204,10 +206,14 @@ def run_repeated(rows: int, workers: int, export: Path | None = None, repeat: in
         if export is None:
             export = Path(tmp) / "dibao.csv"
             write_export(export, rows)
-        runs = [run_encode(rows, workers, export, chunk_rows) for _ in range(repeat)]
+        runs = []
+        for i in range(repeat):
+            machine = before if i == 0 else cpu_calibration()
+            runs.append({**run_encode(rows, workers, export, chunk_rows), "machine_s": machine["one_process_s"]})
     median = sorted(runs, key=lambda r: r["wall_s"])[len(runs) // 2]
     return {**median, "repeat": repeat, "calibration": {"before": before, "after": cpu_calibration()},
-            "runs": [{k: r[k] for k in ("wall_s", "rows_per_s", "cpu_s", "peak_rss_mib", "load_average_start")}
+            "runs": [{k: r[k] for k in ("wall_s", "rows_per_s", "cpu_s", "peak_rss_mib", "load_average_start",
+                                        "machine_s")}
                      for r in runs]}
 
 
