@@ -540,9 +540,7 @@ def _table_from_lists(token_lists: list[list[str]]) -> tokens.TokenTable:
     counts = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
     flat = [t for ts in token_lists for t in ts]
     ids, uniques = pd.factorize(pd.Series(flat, dtype=object), sort=False)
-    ptr = np.zeros(len(counts) + 1, dtype=np.int64)
-    np.cumsum(counts, out=ptr[1:])
-    return tokens.TokenTable(ptr, ids.astype(np.int64, copy=False), list(uniques))
+    return tokens.TokenTable(tokens.csr_ptr(counts), ids.astype(np.int64, copy=False), list(uniques))
 
 
 def _tokenise(f: ClkhashFeature, values: list[str]) -> tokens.TokenTable:
@@ -566,14 +564,12 @@ def _blake_positions(key: bytes, messages: list[bytes], kmax: np.ndarray, L: int
             # hashlib's keyed BLAKE2b, exactly as clkhash does (compatibility only)
             chunks.append(hashlib.blake2b(m, key=key, salt=str(i).encode()).digest())
     words = np.frombuffer(b"".join(chunks), dtype="<u2")
-    wptr = np.zeros(len(kmax) + 1, dtype=np.int64)
-    np.cumsum(nmacs * 32, out=wptr[1:])
+    wptr = tokens.csr_ptr(nmacs * 32)
     return _take_prefix(words, wptr, kmax, L)
 
 
 def _take_prefix(words: np.ndarray, wptr: np.ndarray, kmax: np.ndarray, L: int):
-    pptr = np.zeros(len(kmax) + 1, dtype=np.int64)
-    np.cumsum(kmax, out=pptr[1:])
+    pptr = tokens.csr_ptr(kmax)
     total = int(pptr[-1])
     src = np.repeat(wptr[:-1], kmax) + (np.arange(total, dtype=np.int64) - np.repeat(pptr[:-1], kmax))
     return pptr, (words[src].astype(np.int64) % L).astype(np.int32)
@@ -600,8 +596,7 @@ def _double_positions(keys: tuple[bytes, bytes], messages: list[bytes], kmax: np
             x = int.from_bytes(hmac.digest(key_md5, m + chr(j).encode(), "md5"), "big") % L
             j += 1
         h2[i] = x
-    pptr = np.zeros(len(kmax) + 1, dtype=np.int64)
-    np.cumsum(kmax, out=pptr[1:])
+    pptr = tokens.csr_ptr(kmax)
     total = int(pptr[-1])
     owner = np.repeat(np.arange(len(kmax)), kmax)
     j = np.arange(total, dtype=np.int64) - pptr[:-1][owner]

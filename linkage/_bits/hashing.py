@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as c_hmac
 
 from .prf import BLOCK, Cmac, pack_bytes
+from .tokens import csr_ptr
 
 PERMUTATION_LABEL = b"aidlink-permutation-v1"
 COUNTER_PREFIX = b"\xff"  # never a byte of UTF-8: counter blocks cannot equal a token's block 0
@@ -52,12 +53,6 @@ class Messages:
         """AES-256-CMAC of ``header || message`` for every message: ``(n, 16)`` uint8."""
         return cmac.segments(self.buf_a, self.start_a, self.len_a, self.buf_b, self.start_b, self.len_b,
                              header=header)
-
-
-def _ptr(counts: np.ndarray) -> np.ndarray:
-    ptr = np.zeros(len(counts) + 1, dtype=np.int64)
-    np.cumsum(counts, out=ptr[1:])
-    return ptr
 
 
 def word_bytes(length: int) -> int:
@@ -101,7 +96,7 @@ def token_positions(key: bytes, messages: Sequence[bytes] | Messages, kmax: np.n
         pos = (words[:, :k] % np.uint32(length)).astype(np.int32).ravel()
         return np.arange(0, len(kmax) * k + 1, k, dtype=np.int64), pos
     nblocks = (kmax + per - 1) // per
-    wptr = _ptr(nblocks * per)
+    wptr = csr_ptr(nblocks * per)
     words = np.zeros(int(wptr[-1]), dtype=np.uint32)
     top = int(nblocks.max()) if len(nblocks) else 0
     lane = np.arange(per, dtype=np.int64)
@@ -109,7 +104,7 @@ def token_positions(key: bytes, messages: Sequence[bytes] | Messages, kmax: np.n
         sel = np.flatnonzero(nblocks > j)
         block = msgs.take(sel).tags(cmac, _header(j)).view(dtype)
         words[(wptr[:-1][sel] + per * j)[:, None] + lane] = block
-    pptr = _ptr(kmax)
+    pptr = csr_ptr(kmax)
     total = int(pptr[-1])
     src = np.repeat(wptr[:-1], kmax) + (np.arange(total, dtype=np.int64) - np.repeat(pptr[:-1], kmax))
     pos = (words[src] % np.uint32(length)).astype(np.int32)

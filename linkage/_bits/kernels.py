@@ -15,6 +15,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .tokens import csr_ptr
+
 
 @numba.njit(cache=True, nogil=True)
 def _set_bits(out, row_unit, unit_ptr, ent_msg, unit_k, unit_resid, pos_ptr, pos_set,
@@ -172,8 +174,7 @@ class SaltedEntries:
         live = row_value >= 0
         per_row = np.zeros(len(row_value), dtype=np.int64)
         per_row[live] = np.diff(value_ptr)[row_value[live]]
-        self.row_ptr = np.zeros(len(row_value) + 1, dtype=np.int64)
-        np.cumsum(per_row, out=self.row_ptr[1:])
+        self.row_ptr = csr_ptr(per_row)
         self.row_k = np.zeros(len(row_value), dtype=np.int64)
         self.row_k[live] = np.asarray(value_k, dtype=np.int64)[row_value[live]]
         keys = np.empty(int(self.row_ptr[-1]), dtype=np.int64)

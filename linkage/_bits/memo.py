@@ -29,6 +29,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .tokens import csr_ptr
+
 
 class RunMemo:
     """Tables derived from the secret, made once per run (the filters' permutations, the
@@ -142,8 +144,7 @@ class PositionStore:
             self._k[target] = km
             self.hashed += len(miss)
         self.served += len(kmax) - len(miss)
-        ptr = np.zeros(len(kmax) + 1, dtype=np.int64)
-        np.cumsum(kmax, out=ptr[1:])
+        ptr = csr_ptr(kmax)
         if len(kmax) and kmax.min() == kmax.max():
             return ptr, self._pos[slot, :int(kmax[0])].astype(np.int32).ravel()
         lane = np.arange(self._pos.shape[1], dtype=np.int64)

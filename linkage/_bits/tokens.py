@@ -41,7 +41,9 @@ class TokenTable:
         return np.arange(len(self.tok), dtype=np.int64) - np.repeat(self.ptr[:-1], counts)
 
 
-def _ptr(counts: np.ndarray) -> np.ndarray:
+def csr_ptr(counts: np.ndarray) -> np.ndarray:
+    """CSR offsets: ``ptr[i]:ptr[i + 1]`` is item ``i``'s slice for ``counts[i]`` entries (int64,
+    ``len(counts) + 1``).  Every CSR table in this package is built with it."""
     ptr = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=ptr[1:])
     return ptr
@@ -112,7 +114,7 @@ def exact_table(values: Sequence[str]) -> TokenTable:
     counts = np.fromiter((1 if v else 0 for v in values), dtype=np.int64, count=m)
     kept = [v for v in values if v]
     ids, uniques = pd.factorize(pd.Series(kept, dtype=object), sort=False)
-    return TokenTable(_ptr(counts), ids.astype(np.int64, copy=False), list(uniques))
+    return TokenTable(csr_ptr(counts), ids.astype(np.int64, copy=False), list(uniques))
 
 
 def ngram_table(values: Sequence[str], n: int, *, padded: bool, positional: bool,
@@ -142,7 +144,7 @@ def ngram_table(values: Sequence[str], n: int, *, padded: bool, positional: bool
     if short_whole and not pad:
         counts = np.where((lens > 0) & (lens < n), 1, counts)
     counts = np.where(lens > 0, counts, 0)
-    ptr = _ptr(counts)
+    ptr = csr_ptr(counts)
     nnz = int(ptr[-1])
     fast_ids = _fast_ids(arr, starts, plen, counts, ptr, n, positional) if fast and nnz else None
     if fast_ids is not None:
