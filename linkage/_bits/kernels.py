@@ -15,7 +15,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .tokens import csr_ptr
+from .tokens import csr_ptr, sorted_ids
 
 
 @numba.njit(cache=True, nogil=True)
@@ -180,16 +180,8 @@ class SaltedEntries:
         keys = np.empty(int(self.row_ptr[-1]), dtype=np.int64)
         _entry_keys(row_value, row_salt, value_ptr, np.ascontiguousarray(tok, dtype=np.int64), ntok, keys)
         space = slots * ntok
-        if space <= self.DENSE_LIMIT and space <= 4 * len(keys) + (1 << 16):
-            seen = np.zeros(space, dtype=np.bool_)
-            seen[keys] = True
-            flat = np.flatnonzero(seen)
-            relabel = np.cumsum(seen, dtype=np.int32)
-            relabel -= 1
-            self.ent_msg = relabel[keys]
-        else:
-            flat, inverse = np.unique(keys, return_inverse=True)
-            self.ent_msg = inverse.astype(np.int32).ravel()
+        self.ent_msg, flat = sorted_ids(keys, space, space <= self.DENSE_LIMIT and space <= 4 * len(keys) + (1 << 16),
+                                        np.int32)
         self.kmax = np.zeros(len(flat), dtype=np.int64)
         _message_kmax(self.row_ptr, self.row_k, self.ent_msg, self.kmax)
         self.pairs_salt, self.pairs_tok = np.divmod(flat, ntok)

@@ -49,6 +49,23 @@ def csr_ptr(counts: np.ndarray) -> np.ndarray:
     return ptr
 
 
+def sorted_ids(keys: np.ndarray, space: int, dense: bool,
+               dtype: type = np.int64) -> tuple[np.ndarray, np.ndarray]:
+    """(id of every key, the distinct keys in increasing order): ids number the distinct
+    non-negative ``keys`` (all below ``space``) in increasing order of key -- with a table the
+    size of the key space when ``dense`` (cheaper where the space is small next to the keys),
+    by sorting otherwise; both give the same ids, as ``dtype`` (int32 where ``space`` allows:
+    the table is then half the size)."""
+    if dense:
+        seen = np.zeros(space, dtype=bool)
+        seen[keys] = True
+        relabel = np.cumsum(seen, dtype=dtype)
+        relabel -= 1
+        return relabel[keys], np.flatnonzero(seen)
+    uniques, ids = np.unique(keys, return_inverse=True)
+    return ids.astype(dtype, copy=False).ravel(), uniques
+
+
 def _factorize(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Dense ids for ``codes`` and one representative index per id (any occurrence)."""
     ids, uniques = pd.factorize(codes, sort=False)
@@ -91,18 +108,9 @@ def _fast_ids(arr: np.ndarray, starts: np.ndarray, plen: np.ndarray, counts: np.
     nnz = int(ptr[-1])
     code = np.empty(nnz, dtype=np.int64)
     _gram_codes(alphabet[arr], starts, plen, counts, ptr, n, radix, positional, code)
-    if space <= _DENSE_LIMIT and space <= 8 * nnz + (1 << 16):
-        seen = np.zeros(space, dtype=bool)
-        seen[code] = True
-        relabel = np.cumsum(seen, dtype=np.int64) - 1
-        ids = relabel[code]
-        rep = np.empty(int(relabel[-1]) + 1 if space else 0, dtype=np.int64)
-        rep[ids] = np.arange(nnz, dtype=np.int64)
-        return ids, rep
     # a sparse code space (a chunk's names: thousands of characters, so millions of
-    # possible bigrams): sort instead of a table the size of the space -- the same ids
-    uniques, ids = np.unique(code, return_inverse=True)
-    ids = ids.astype(np.int64, copy=False).ravel()
+    # possible bigrams) is sorted instead of tabled
+    ids, uniques = sorted_ids(code, space, space <= _DENSE_LIMIT and space <= 8 * nnz + (1 << 16))
     rep = np.empty(len(uniques), dtype=np.int64)
     rep[ids] = np.arange(nnz, dtype=np.int64)
     return ids, rep
