@@ -8,8 +8,9 @@ Memory is bounded by the chunk size: each chunk is normalised and encoded on
 its own (in worker processes when ``workers > 1``) and appended to the Parquet
 payload, which goes straight into the package writer: sealed in authenticated
 chunks and written to disk as it is produced, the manifest and signature after
-it (:class:`linkage.package.PackageWriter`).  Writes are atomic: the package, the vault and the rejects report
-appear together at the end of a successful run, or not at all.
+it (:class:`linkage.package.PackageWriter`).  Writes are atomic: the package,
+the vault and the rejects report appear together at the end of a successful
+run, or not at all.
 
 Speed.  ``workers`` is the number of processes, this one included: it reads
 the file, writes the outputs and encodes a chunk itself whenever the pool's
@@ -28,10 +29,11 @@ a part; the distinct addresses),
 one chunk being encoded (~100-150 MB at 25,000 rows; a target's parts are
 prepared one at a time, see linkage.encode; the CLI's default is 40,000 --
 measured, 1,000,000 rows on 2 cores: some 3 % less CPU than 30,000 for ~30 MiB
-more, the two processes together at 865-883 MiB), up to 128 MiB of freed heap not yet handed back (:func:`_release_memory`)
-and, in this process, the CSV reader's blocks and up to two results of each
-kind waiting to be written -- fixed by the chunk size and the number of
-processes, not by the file's size.
+more, the two processes together at 860-883 MiB), up to 128 MiB of freed heap
+not yet handed back (:func:`_release_memory`) and, in this process, the CSV
+reader's blocks, up to two results of each kind waiting to be written and the
+package writer's queue (at most 8 sealed MiB) -- fixed by the chunk size and
+the number of processes, not by the file's size.
 
 Every row of the input is accounted for: ``rows_read = encoded + rejected``;
 ``flagged`` counts encoded rows with at least one per-cell problem (an ID that
