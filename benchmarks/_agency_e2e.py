@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import cpu_calibration, log, memory_kib, rss_kib, tree_pids
+from ._common import cpu_calibration, cpu_seconds, log, memory_kib, rss_kib, tree_pids
 
 PASSPHRASE = "benchmark-passphrase-123"
 AGENCY = "civil-affairs-bureau"
@@ -87,19 +87,6 @@ def make_federation(root: Path) -> dict[str, Path]:
             "mapping": root / "mapping.json"}
 
 
-_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def _cpu_ticks(pid: int) -> int:
-    """User + system CPU of one process so far, in clock ticks; 0 once it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
 def run_encode(rows: int, workers: int, export: Path | None = None, chunk_rows: int | None = None) -> dict:
     """Encode ``rows`` synthetic rows (or the 低保-style CSV ``export``) with ``workers`` processes
     (and ``--chunk-rows``, when given; else the command's default)."""
@@ -123,7 +110,7 @@ def run_encode(rows: int, workers: int, export: Path | None = None, chunk_rows: 
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
         peak_rss = peak_pss = 0
         per_process: dict[int, int] = {}
-        cpu_ticks: dict[int, int] = {}  # last CPU reading of each process (sampled, so a little low)
+        cpu_s: dict[int, float] = {}  # last CPU reading of each process (sampled, so a little low)
         done = threading.Event()
 
         def sample() -> None:
@@ -138,7 +125,7 @@ def run_encode(rows: int, workers: int, export: Path | None = None, chunk_rows: 
                     if with_pss:
                         pss += memory_kib(pid)[1]
                     per_process[pid] = max(per_process.get(pid, 0), r)
-                    cpu_ticks[pid] = max(cpu_ticks.get(pid, 0), _cpu_ticks(pid))
+                    cpu_s[pid] = max(cpu_s.get(pid, 0.0), cpu_seconds(pid) or 0.0)
                 peak_rss = max(peak_rss, rss)
                 if with_pss:
                     peak_pss = max(peak_pss, pss)
@@ -175,8 +162,8 @@ def run_encode(rows: int, workers: int, export: Path | None = None, chunk_rows: 
             "process_peak_rss_mib": sorted((round(v / 1024) for v in per_process.values() if v), reverse=True),
             # CPU of the command's own process (reads, writes the outputs, seals, and encodes when the
             # pool is behind) and of each pool process, from the last /proc sample before each ended
-            "main_cpu_s": round(cpu_ticks.get(proc.pid, 0) / _TICKS, 1),
-            "pool_cpu_s": sorted((round(v / _TICKS, 1) for p, v in cpu_ticks.items() if p != proc.pid and v),
+            "main_cpu_s": round(cpu_s.get(proc.pid, 0.0), 1),
+            "pool_cpu_s": sorted((round(v, 1) for p, v in cpu_s.items() if p != proc.pid and v),
                                  reverse=True),
             "package_mib": round(pkg.stat().st_size / 2**20, 1),
             "encoded": summary["counts"]["encoded"],

@@ -129,6 +129,19 @@ def cpu_calibration() -> dict[str, float]:
 _PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024 if hasattr(os, "sysconf") else 4
 
 
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU of one process so far (``/proc/<pid>/stat``); None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICKS
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def rss_kib(pid: int) -> int:
     """Resident set size of one process, KiB (``/proc/<pid>/statm``: kernel counters, cheap
     enough to read every few milliseconds); 0 once it is gone."""

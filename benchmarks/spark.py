@@ -63,7 +63,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ._common import log, rss_kib, tree_pids
+from ._common import cpu_seconds, log, rss_kib, tree_pids
 from .scale import opened_packages, prepare
 
 QUICK_SIZE = 10_000
@@ -89,29 +89,20 @@ class TreeSampler:
         self.baseline: dict[int, float] = {}  # pid -> its CPU seconds when sampling started
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
-        self._tick = os.sysconf("SC_CLK_TCK")
-
-    def _cpu_seconds(self, pid: int) -> float | None:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / self._tick
-        except (OSError, ValueError, IndexError):
-            return None
 
     def _run(self) -> None:
         while not self._stop.is_set():
             pids = [p for p in tree_pids(self.root) if p not in self.exclude]
             self.peak_kib = max(self.peak_kib, sum(rss_kib(p) for p in pids))
             for p in pids:
-                c = self._cpu_seconds(p)
+                c = cpu_seconds(p)
                 if c is not None:
                     self.cpu[p] = max(self.cpu.get(p, 0.0), c)
             self._stop.wait(self.every)
 
     def __enter__(self) -> TreeSampler:
         for p in tree_pids(self.root):
-            c = self._cpu_seconds(p)
+            c = cpu_seconds(p)
             if c is not None and p not in self.exclude:
                 self.baseline[p] = c
         self._thread.start()
