@@ -128,11 +128,6 @@ class Cmac:
             out[rows] = state
         return out
 
-    def many(self, messages: Sequence[bytes], header: bytes = b"") -> np.ndarray:
-        """Tags ``(n, 16)`` of ``header || m`` for every ``m`` of ``messages``."""
-        buf, starts, lens = pack_bytes(messages)
-        return self.segments(buf, starts, lens, header=header)
-
 
 def pack_bytes(messages: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One buffer and the (start, length) of every message in it."""
@@ -171,4 +166,4 @@ def utf8_segments(strings: Sequence[str], sep: str = "") -> tuple[np.ndarray, np
 
 def cmac_many(key: bytes, messages: Sequence[bytes]) -> np.ndarray:
     """AES-256-CMAC of every message under ``key``: ``(n, 16)`` uint8."""
-    return Cmac(key).many(messages)
+    return Cmac(key).segments(*pack_bytes(messages))
