@@ -384,10 +384,9 @@ class PackageWriter:
         if not isinstance(ttl_days, int) or not 1 <= ttl_days <= 366:
             raise ValueError("ttl_days must be an integer from 1 to 366")
         self._signing_key, self._sender, self._recipient = signing_key, sender_id, recipient_id
-        self._when, self._ttl_days, self._rng, self._chunk = _utc(now), ttl_days, rng, chunk_size
+        self._when, self._ttl_days, self._rng = _utc(now), ttl_days, rng
         self.sha256: bytes | None = None
         self.size: int | None = None
-        self._buf = bytearray()
         self._state = "open"
         self._stack = contextlib.ExitStack()
         out = self._stack.enter_context(atomic_output(check_output(path, force), force=force, mode=0o600))
@@ -415,14 +414,9 @@ class PackageWriter:
     def write(self, b: Any) -> int:
         if self._state != "open":
             raise ValueError("package writer is finished or aborted")
-        self._buf += b
-        cs = self._chunk
-        # the trailer always follows, so a full chunk is never the last one
-        while len(self._buf) >= cs:
-            plain = bytes(self._buf[:cs])
-            del self._buf[:cs]
+        for plain, sealed in self._sealer.update(b):
             self._io.hash(plain)
-            self._io.write(self._sealer.seal(plain))
+            self._io.write(sealed)
         return len(b)
 
     def finish(self, manifest: dict[str, Any], *, schema: pa.Schema, rows: int) -> dict[str, Any]:
@@ -431,9 +425,7 @@ class PackageWriter:
             raise ValueError("package writer is finished or aborted")
         self._state = "finishing"
         try:
-            rest = bytes(self._buf)
-            self._buf = bytearray()
-            self._io.hash(rest)
+            self._io.hash(self._sealer.pending)  # the payload's last bytes, not yet sealed
             self._io.drain()
             digest = self._io.payload_sha.digest()
             final = _final_manifest(manifest, sender_id=self._sender, recipient_id=self._recipient,
@@ -443,12 +435,8 @@ class PackageWriter:
             if len(manifest_bytes) > MAX_MANIFEST_BYTES:
                 raise ValueError("manifest too large")
             signature = self._signing_key.sign(signature_message(self._header, manifest_bytes, digest))
-            tail = rest + body_trailer(manifest_bytes, signature)
-            cs = self._chunk
-            while len(tail) > cs:
-                self._io.write(self._sealer.seal(tail[:cs]))
-                tail = tail[cs:]
-            self._io.write(self._sealer.seal(tail, last=True))
+            for sealed in self._sealer.final(body_trailer(manifest_bytes, signature)):
+                self._io.write(sealed)
             self._io.close()
             self.sha256, self.size = self._io.file_sha.digest(), self._io.file_bytes
             self._stack.close()  # fsync, then into place

@@ -62,10 +62,12 @@ def check_chunk_size(chunk_size: int) -> None:
 
 
 class StreamSealer:
-    """Seals one stream chunk by chunk, for a writer that produces its plaintext as it
-    goes: ``seal(chunk)`` for every full chunk, then ``seal(rest, last=True)``
-    exactly once.  The caller cuts the plaintext (all chunks but the last are
-    ``chunk_size`` bytes); the counter and the last-chunk flag are kept here."""
+    """Seals one stream as its plaintext arrives, for a writer that produces it as it
+    goes: ``update(data)`` returns (plaintext, sealed) of every chunk ``data``
+    completes -- at least one byte stays buffered, so the final chunk is sealed only
+    by ``final(data)``, which returns the rest sealed.  ``pending`` is what is
+    buffered.  ``seal`` is the one-chunk step both use (counter and last-chunk flag
+    kept here)."""
 
     def __init__(self, key: bytes, prefix: bytes, aad: bytes, chunk_size: int) -> None:
         check_chunk_size(chunk_size)
@@ -74,6 +76,27 @@ class StreamSealer:
         self._prefix, self._aad = prefix, aad
         self._counter = 0
         self._done = False
+        self._buf = bytearray()
+
+    @property
+    def pending(self) -> bytes:
+        return bytes(self._buf)
+
+    def update(self, data: bytes) -> list[tuple[bytes, bytes]]:
+        self._buf += data
+        out = []
+        cs = self.chunk_size
+        while len(self._buf) > cs:
+            plain = bytes(self._buf[:cs])
+            del self._buf[:cs]
+            out.append((plain, self.seal(plain)))
+        return out
+
+    def final(self, data: bytes = b"") -> list[bytes]:
+        out = [sealed for _, sealed in self.update(data)]
+        out.append(self.seal(bytes(self._buf), last=True))
+        self._buf.clear()
+        return out
 
     def seal(self, plain: bytes, last: bool = False) -> bytes:
         if self._done or (not last and len(plain) != self.chunk_size) or len(plain) > self.chunk_size:
@@ -88,14 +111,10 @@ def encrypt_stream(key: bytes, prefix: bytes, aad: bytes, pieces: Iterable[bytes
                    chunk_size: int) -> Iterator[bytes]:
     """Sealed chunks of the concatenation of ``pieces`` (any sizes), in order."""
     sealer = StreamSealer(key, prefix, aad, chunk_size)
-    buf = bytearray()
     for piece in pieces:
-        buf += piece
-        # keep at least one byte back so the final chunk is only sealed once we know it is final
-        while len(buf) > chunk_size:
-            yield sealer.seal(bytes(buf[:chunk_size]))
-            del buf[:chunk_size]
-    yield sealer.seal(bytes(buf), last=True)
+        for _, sealed in sealer.update(piece):
+            yield sealed
+    yield from sealer.final()
 
 
 def decrypt_stream(key: bytes, prefix: bytes, aad: bytes, src: BinaryIO,
