@@ -212,16 +212,28 @@ def encode_chunk(chunk: Chunk) -> ChunkResult:
 # -- the whole run --------------------------------------------------------------------------------
 
 
-def _run_tuned(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Run ``fn`` with the allocators tuned for encoding (:func:`_tuned_allocator`)."""
-    @functools.wraps(fn)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        with _tuned_allocator():
-            return fn(*args, **kwargs)
-    return run
+@contextlib.contextmanager
+def _tuned_allocator() -> Iterator[None]:
+    """For one run: the C heap tuned (below) and Arrow allocating from it too (glibc
+    only; inherited by the pool's forked processes), Arrow's previous pool restored after.
+
+    Arrow's own allocator (mimalloc) keeps freed pages per thread and returns them on a
+    timer of its own; on the C heap they are reused by the next chunk and handed back by
+    :func:`_release_memory` with the rest (measured, 1,000,000 rows, 2 processes: peak
+    resident 865 MiB against 965, the two processes' sum)."""
+    _tune_allocator()
+    if _libc() is None:
+        yield
+        return
+    saved = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(saved)
 
 
-@_run_tuned
+@_tuned_allocator()  # a context manager from contextlib: it decorates too, fresh each call
 def encode_export(
     *,
     input_path: Path,
@@ -387,27 +399,6 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
 _MMAP_THRESHOLD = 4 << 20
 _TRIM_THRESHOLD = 256 << 20
 _TRIM_SLACK = 128 << 20
-
-
-@contextlib.contextmanager
-def _tuned_allocator() -> Iterator[None]:
-    """For one run: the C heap tuned (below) and Arrow allocating from it too (glibc
-    only; inherited by the pool's forked processes), Arrow's previous pool restored after.
-
-    Arrow's own allocator (mimalloc) keeps freed pages per thread and returns them on a
-    timer of its own; on the C heap they are reused by the next chunk and handed back by
-    :func:`_release_memory` with the rest (measured, 1,000,000 rows, 2 processes: peak
-    resident 865 MiB against 965, the two processes' sum)."""
-    _tune_allocator()
-    if _libc() is None:
-        yield
-        return
-    saved = pa.default_memory_pool()
-    pa.set_memory_pool(pa.system_memory_pool())
-    try:
-        yield
-    finally:
-        pa.set_memory_pool(saved)
 
 
 def _tune_allocator() -> None:
