@@ -621,32 +621,6 @@ def typo_corrections(value: str) -> list[str | None]:
     return out
 
 
-_REMAINDER = np.full(128, -1, dtype=np.int64)  # check character (code point) -> the remainder it stands for
-_REMAINDER[[ord(c) for c in CHECK_CHARS]] = np.arange(11)
-
-
-_WEIGHTS32 = np.asarray(WEIGHTS, dtype=np.int32)
-
-
-def _fails_check(values: list[str]) -> np.ndarray:
-    """Per value: 17 ASCII digits and a check character that does not pass MOD 11-2 (vectorised;
-    4 bytes a character, no (n, 17) int64 temporaries)."""
-    u = np.asarray(values, dtype="U18")
-    n = len(u)
-    if n == 0:
-        return np.zeros(0, dtype=bool)
-    cp = u.view(np.uint32).reshape(n, 18)
-    shape = np.fromiter((len(v) == 18 for v in values), dtype=bool, count=n)
-    digits = cp[:, :17].astype(np.int32)
-    digits -= 48
-    shape &= ((digits >= 0) & (digits <= 9)).all(axis=1) & (cp[:, 17] < 128)
-    want = _REMAINDER[np.minimum(cp[:, 17], 127)]
-    shape &= want >= 0
-    # code points below 0x110000: a row's weighted sum stays far inside int32 even where it is no digit
-    total = (digits @ _WEIGHTS32) % 11
-    return shape & (total != want)
-
-
 def _typo_keys(key: bytes, data: _Data, field: FieldSpec) -> list[pa.Array]:
     """``vk_<f>_<j>``: the exact hashes (``key``: the field's exact-hash key) of every row's one-typo
     corrections, computed for the distinct values that fail the check only."""
@@ -657,7 +631,7 @@ def _typo_keys(key: bytes, data: _Data, field: FieldSpec) -> list[pa.Array]:
     used = np.zeros(len(col.uniques) + 1, dtype=bool)  # + 1: all-missing column
     used[col.codes[valid]] = True
     idx = np.flatnonzero(used[:-1])
-    failing = idx[_fails_check([col.uniques[i] for i in idx.tolist()])] if len(idx) else idx
+    failing = idx[idnumber.check_fails([col.uniques[i] for i in idx.tolist()])] if len(idx) else idx
     fixes = [typo_corrections(col.uniques[i]) for i in failing.tolist()]
     mask = np.array([[m is not None for m in row] for row in fixes], dtype=bool).reshape(len(fixes), len(cols))
     nulls = pa.nulls(n, type=pa.int64())  # arrays are immutable: one serves every empty column

@@ -427,8 +427,7 @@ def test_typo_keys_of_a_mistyped_id_are_the_exact_hashes_of_its_corrections(judi
 def test_failing_check_found_alike_for_odd_characters():
     """The vectorised MOD 11-2 test behind the typo keys agrees with the rule written out, for
     values that are no 17 ASCII digits (full-width and Han characters, the highest code point)."""
-    from linkage.encode import _fails_check
-    from linkage.idnumber import CHECK_CHARS, check_digit
+    from linkage.idnumber import CHECK_CHARS, check_digit, check_fails
 
     valid = _with_check("52219919900307123")
     bad = valid[:17] + ("0" if valid[17] != "0" else "1")
@@ -437,7 +436,7 @@ def test_failing_check_found_alike_for_odd_characters():
     expect = [len(v) == 18 and v[:17].isascii() and v[:17].isdigit() and v[17] in CHECK_CHARS
               and check_digit(v[:17]) != v[17] for v in cases]
     assert expect[:2] == [False, True]
-    assert _fails_check(cases).tolist() == expect
+    assert check_fails(cases).tolist() == expect
 
 
 def test_two_ids_that_pass_the_check_never_meet_through_typo_keys(judicial):
